@@ -1,0 +1,3 @@
+module canary-demo-app
+
+go 1.26

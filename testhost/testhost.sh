@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The local test host: a "droplet" on this machine, reached like the real one.
+#
+#   testhost.sh start    dockerd, nginx, sshd on 127.0.0.1:2222, demo images
+#   testhost.sh stop     stop sshd and nginx (dockerd and images stay)
+#   testhost.sh status   what runs, and the pinned host key
+#   testhost.sh reset    remove the app's containers and nginx files (clean host)
+#
+# Keys live in $TESTHOST_DIR (default /var/lib/canary-testhost): a client key pair for
+# root (id_ed25519) and the sshd host key, whose public half is the key stacks pin.
+# sshd logs every command it runs to $TESTHOST_DIR/sshd.log (tests count them).
+set -euo pipefail
+
+TESTHOST_DIR=${TESTHOST_DIR:-/var/lib/canary-testhost}
+SSH_PORT=${TESTHOST_SSH_PORT:-2222}
+here=$(cd "$(dirname "$0")" && pwd)
+IMAGES=(v1 v2 broken slow sick)
+
+log() { printf '[testhost] %s\n' "$*" >&2; }
+
+start_dockerd() {
+    if docker info >/dev/null 2>&1; then return; fi
+    log "starting dockerd"
+    mkdir -p /var/log
+    nohup dockerd >/var/log/canary-testhost-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && return
+        sleep 0.5
+    done
+    log "dockerd did not start; see /var/log/canary-testhost-dockerd.log"
+    tail -20 /var/log/canary-testhost-dockerd.log >&2
+    exit 1
+}
+
+start_nginx() {
+    # The host's nginx, as on the guide's droplet. Sites are written by the stacks.
+    rm -f /etc/nginx/sites-enabled/default
+    if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then return; fi
+    log "starting nginx"
+    nginx -t -q
+    nginx
+}
+
+start_sshd() {
+    mkdir -p "$TESTHOST_DIR" /run/sshd
+    chmod 700 "$TESTHOST_DIR"
+    [ -f "$TESTHOST_DIR/ssh_host_ed25519_key" ] ||
+        ssh-keygen -q -t ed25519 -N '' -C canary-testhost -f "$TESTHOST_DIR/ssh_host_ed25519_key"
+    [ -f "$TESTHOST_DIR/id_ed25519" ] ||
+        ssh-keygen -q -t ed25519 -N '' -C canary-deployer -f "$TESTHOST_DIR/id_ed25519"
+    cp "$TESTHOST_DIR/id_ed25519.pub" "$TESTHOST_DIR/authorized_keys"
+    chmod 600 "$TESTHOST_DIR/authorized_keys"
+    cat >"$TESTHOST_DIR/sshd_config" <<EOF
+ListenAddress 127.0.0.1
+Port $SSH_PORT
+HostKey $TESTHOST_DIR/ssh_host_ed25519_key
+PidFile $TESTHOST_DIR/sshd.pid
+AuthorizedKeysFile $TESTHOST_DIR/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+MaxStartups 100:30:200
+MaxSessions 100
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+EOF
+    if [ -s "$TESTHOST_DIR/sshd.pid" ] && kill -0 "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null; then return; fi
+    log "starting sshd on 127.0.0.1:$SSH_PORT"
+    # -E: a log of its own; each session's command is recorded by the ForceCommand-free
+    # "exec" log lines at VERBOSE level.
+    /usr/sbin/sshd -f "$TESTHOST_DIR/sshd_config" -E "$TESTHOST_DIR/sshd.log"
+    for _ in $(seq 1 20); do
+        [ -s "$TESTHOST_DIR/sshd.pid" ] && return
+        sleep 0.2
+    done
+}
+
+build_images() {
+    local app="$TESTHOST_DIR/canary-demo-app" want have
+    want=$(cat "$here/demo-app/main.go" "$here/testhost.sh" | sha256sum | cut -c1-16)
+    have=$(docker image inspect -f '{{index .Config.Labels "canary.demo.build"}}' canary-demo:v1 2>/dev/null || true)
+    # Rebuild only when the app or this script changed.
+    if [ "$want" = "$have" ]; then
+        local missing=0
+        for t in "${IMAGES[@]}"; do docker image inspect "canary-demo:$t" >/dev/null 2>&1 || missing=1; done
+        [ $missing = 0 ] && return
+    fi
+    log "building demo images"
+    (cd "$here/demo-app" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$app" .)
+    local root
+    root=$(mktemp -d)
+    mkdir -p "$root/app" "$root/tmp"
+    cp "$app" "$root/app/canary-demo-app"
+    tar -C "$root" -cf "$TESTHOST_DIR/rootfs.tar" .
+    rm -rf "$root"
+    variant() { # tag, extra ENV lines...
+        local tag=$1; shift
+        local changes=(--change 'CMD ["/app/canary-demo-app"]' --change 'EXPOSE 8069'
+            --change "LABEL canary.demo.build=$want" --change "ENV APP_VERSION=$tag")
+        for e in "$@"; do changes+=(--change "ENV $e"); done
+        docker import "${changes[@]}" "$TESTHOST_DIR/rootfs.tar" "canary-demo:$tag" >/dev/null
+    }
+    variant v1
+    variant v2
+    variant broken HEALTH_STATUS=500 FAIL_PERCENT=60
+    variant slow DELAY_MS=600
+    variant sick FAIL_PERCENT=30
+}
+
+host_key() { cut -d' ' -f1,2 "$TESTHOST_DIR/ssh_host_ed25519_key.pub"; }
+
+cmd_start() {
+    start_dockerd
+    start_nginx
+    start_sshd
+    build_images
+    log "ready: ssh -p $SSH_PORT -i $TESTHOST_DIR/id_ed25519 root@127.0.0.1"
+}
+
+cmd_stop() {
+    [ -s "$TESTHOST_DIR/sshd.pid" ] && kill "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null || true
+    nginx -s quit 2>/dev/null || true
+}
+
+cmd_status() {
+    docker info >/dev/null 2>&1 && echo "dockerd: running" || echo "dockerd: stopped"
+    [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null && echo "nginx: running" || echo "nginx: stopped"
+    [ -s "$TESTHOST_DIR/sshd.pid" ] && kill -0 "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null &&
+        echo "sshd: running on 127.0.0.1:$SSH_PORT" || echo "sshd: stopped"
+    [ -f "$TESTHOST_DIR/ssh_host_ed25519_key.pub" ] && echo "host key: $(host_key)"
+    docker images canary-demo --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | sort
+}
+
+# A clean host for the next test: no app containers, no nginx site or split file.
+cmd_reset() {
+    local ids
+    ids=$(docker ps -aq --filter label=canary.app 2>/dev/null; docker ps -aq --filter name='^odoo' 2>/dev/null)
+    [ -n "$ids" ] && docker rm -f $ids >/dev/null
+    rm -f /etc/nginx/sites-enabled/canary-* /etc/nginx/sites-available/canary-* \
+        /etc/nginx/conf.d/*-canary.conf /etc/nginx/conf.d/canary-*.conf
+    rm -rf /var/lib/canary
+    nginx -t -q && nginx -s reload
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+reset) cmd_reset ;;
+*) echo "usage: $0 start|stop|status|reset" >&2; exit 2 ;;
+esac
