@@ -1,0 +1,1 @@
+"""Health-gated analysis: evidence (probes, access log, logs, metric) and the verdict."""

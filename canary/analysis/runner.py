@@ -1,0 +1,150 @@
+"""Gathers the evidence during an analysis window and asks the verdict after each check.
+
+One check every `interval` seconds; within it, `probes_per_check` health probes spread
+evenly (HTTP GET with `requests`, through an SSH tunnel to the canary's port unless a
+direct `probe_url` is configured). After the probes: the new lines of nginx's access
+log, the canary's ERROR log lines and the host metric. Every check prints one progress
+line, which `pulumi up` shows as it happens.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import requests
+
+from ..remote import docker
+from ..remote.ssh import Host
+from ..spec import ReleaseSpec
+from . import traffic
+from .verdict import CONTINUE, Evidence, Verdict, judge
+
+
+@dataclass
+class Result:
+    verdict: Verdict
+    evidence: Evidence
+    weight: int
+    seconds: float
+    series: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        e = self.evidence
+        return {
+            "decision": self.verdict.status, "reason": self.verdict.reason, "weight": self.weight,
+            "seconds": round(self.seconds, 1), "checks": len(self.series), "probes": e.probes,
+            "probe_failures": e.probe_failures, "error_rate": round(e.probe_error_rate, 3),
+            "canary": e.canary.summary(), "stable": e.stable.summary(),
+            "error_logs": e.error_logs, "metric": e.metric, "series": self.series,
+        }
+
+
+class AccessLog:
+    """Reads the lines nginx appended since the analysis started."""
+
+    def __init__(self, host: Host, path: str):
+        self.host, self.path = host, path
+        self.offset = self._size()
+        self.partial = ""
+
+    def _size(self) -> int:
+        out = self.host.sh('stat -c %s "$1" 2>/dev/null || echo 0', self.path, check=False).strip()
+        return int(out or 0)
+
+    def new_lines(self) -> str:
+        size = self._size()
+        if size < self.offset:  # rotated
+            self.offset, self.partial = 0, ""
+        if size == self.offset:
+            return ""
+        data = self.host.sh('tail -c +"$1" "$2" | head -c "$3"', str(self.offset + 1), self.path,
+                            str(size - self.offset), check=False)
+        self.offset = size
+        text = self.partial + data
+        lines, _, self.partial = text.rpartition("\n")
+        return lines
+
+
+def probe(session: requests.Session, url: str, timeout: float) -> tuple[bool, float, str]:
+    start = time.monotonic()
+    try:
+        r = session.get(url, timeout=timeout, allow_redirects=False)
+        return r.status_code == 200, time.monotonic() - start, str(r.status_code)
+    except requests.RequestException as err:
+        return False, time.monotonic() - start, type(err).__name__
+
+
+def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], None],
+            sleep: Callable[[float], None] = time.sleep) -> Result:
+    a = spec.analysis
+    checks = a.checks
+    evidence = Evidence(planned_probes=checks * a.probes_per_check)
+    access = AccessLog(host, spec.access_log)
+    since = host.run(["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"])[1].strip()
+    started = time.monotonic()
+    spacing = a.interval / a.probes_per_check
+    timeout = max(5.0, a.thresholds.max_response_time * 2)
+    series: list[dict] = []
+    log(f"analysing {spec.image} at {weight}% for {a.duration:g}s: {checks} checks every {a.interval:g}s, "
+        f"{a.probes_per_check} probe(s) each; threshold {a.thresholds.error_threshold:g}%")
+    tunnel = nullcontext(None) if spec.probe_url else host.forward(spec.canary_port)
+    verdict = Verdict(CONTINUE, "")
+    with tunnel as local_port, requests.Session() as session:
+        base = spec.probe_url.rstrip("/") if spec.probe_url else f"http://127.0.0.1:{local_port}"
+        url = base + spec.health_path
+        for i in range(1, checks + 1):
+            last = ""
+            for j in range(a.probes_per_check):
+                due = started + (i - 1) * a.interval + j * spacing
+                wait = due - time.monotonic()
+                if wait > 0:
+                    sleep(wait)
+                ok, seconds, last = probe(session, url, timeout)
+                evidence.add_probe(ok, seconds)
+                if evidence.consecutive_failures >= a.thresholds.max_consecutive_failures:
+                    break
+            stats = traffic.parse(access.new_lines(), spec.stable_port, spec.canary_port)
+            evidence.canary.merge(stats["canary"])
+            evidence.stable.merge(stats["stable"])
+            evidence.error_logs = docker.count_log_lines(host, f"{spec.app}-canary", since)
+            evidence.minutes = (time.monotonic() - started) / 60
+            if a.metric_command:
+                evidence.metric = _metric(host, a.metric_command)
+            final = i == checks
+            verdict = judge(evidence, a.thresholds, final)
+            series.append(_point(i, time.monotonic() - started, evidence))
+            log(_progress(i, checks, last, evidence, a.thresholds.error_threshold, verdict))
+            if verdict.status != CONTINUE:
+                break
+    return Result(verdict, evidence, weight, time.monotonic() - started, series)
+
+
+def _metric(host: Host, command: str) -> Optional[float]:
+    out = host.run(["sh", "-c", command], check=False)[1].strip().split()
+    try:
+        return float(out[-1])
+    except (ValueError, IndexError):
+        return None
+
+
+def _point(i: int, t: float, e: Evidence) -> dict:
+    return {"check": i, "t": round(t, 1), "probe_error_rate": round(e.probe_error_rate, 3),
+            "canary_error_rate": round(e.canary.error_rate, 3),
+            "stable_error_rate": round(e.stable.error_rate, 3),
+            "canary_p95": round(e.canary.p(95), 4), "stable_p95": round(e.stable.p(95), 4),
+            "canary_requests": e.canary.requests, "stable_requests": e.stable.requests}
+
+
+def _progress(i: int, n: int, last: str, e: Evidence, threshold: float, v: Verdict) -> str:
+    line = (f"check {i}/{n}: health {last}, {e.probes - e.probe_failures}/{e.probes} ok, "
+            f"error rate {e.probe_error_rate:.1f}% (threshold {threshold:g}%) | traffic: canary "
+            f"{e.canary.requests} req {e.canary.error_rate:.1f}% 5xx p95 {e.canary.p(95) * 1000:.0f}ms, "
+            f"stable {e.stable.requests} req {e.stable.error_rate:.1f}% 5xx p95 {e.stable.p(95) * 1000:.0f}ms")
+    if e.error_logs:
+        line += f" | {e.error_logs} ERROR log lines"
+    if e.metric is not None:
+        line += f" | metric {e.metric:g}"
+    return line + (f" => {v.status.upper()}: {v.reason}" if v.status != CONTINUE else "")

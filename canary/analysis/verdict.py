@@ -1,0 +1,146 @@
+"""The canary verdict: pure decision logic over the evidence gathered so far.
+
+`judge` is called after every check. It returns FAIL as soon as failure is certain or
+statistically clear, PASS only at the end of the analysis window, INCONCLUSIVE at the
+end when there was too little evidence to judge (the controller then holds instead of
+promoting), and CONTINUE otherwise.
+
+Rules, in order (thresholds from the stack config; the guide's defaults):
+  1. the canary's health probe failed `max_consecutive_failures` times in a row;
+  2. probe error rate: already above `error_threshold` of the *planned* probes (certain,
+     whatever the rest do), or its lower confidence bound is above the threshold
+     (early stop), or, at the end, the observed rate is above it;
+  3. real traffic (nginx access log): the canary's 5xx rate, judged like the probes
+     once `min_requests` were seen;
+  4. latency: probe p95 or the canary's real-traffic p95 above `max_response_time`,
+     or the canary's p95 worse than `latency_factor` x the stable's;
+  5. ERROR lines in the canary's container log above `max_error_logs_per_minute`;
+  6. the host metric command printed a number above `metric_max`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .stats import percentile, wilson_bounds
+from .traffic import Backend
+
+CONTINUE, PASS, FAIL, INCONCLUSIVE = "continue", "pass", "fail", "inconclusive"
+# One-sided 99.9 % bound: with 30 looks per analysis, a healthy canary is almost never
+# stopped early by chance; the end-of-window rule does the fine discrimination.
+EARLY_STOP_Z = 3.09
+MIN_PROBES_TO_JUDGE = 3
+# Latency ratios are meaningless at sub-millisecond scale: below this p95 (s) the
+# canary is never failed for being "slower" than stable.
+LATENCY_FLOOR = 0.05
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    error_threshold: float  # percent
+    max_response_time: float  # seconds
+    latency_factor: float
+    min_requests: int
+    max_error_logs_per_minute: int
+    metric_max: Optional[float] = None
+    max_consecutive_failures: int = 3
+
+
+@dataclass
+class Evidence:
+    planned_probes: int
+    probes: int = 0
+    probe_failures: int = 0
+    consecutive_failures: int = 0
+    probe_latencies: list[float] = field(default_factory=list)
+    canary: Backend = field(default_factory=Backend)
+    stable: Backend = field(default_factory=Backend)
+    error_logs: int = 0
+    minutes: float = 0.0
+    metric: Optional[float] = None
+
+    def add_probe(self, ok: bool, seconds: float) -> None:
+        self.probes += 1
+        self.probe_latencies.append(seconds)
+        if ok:
+            self.consecutive_failures = 0
+        else:
+            self.probe_failures += 1
+            self.consecutive_failures += 1
+
+    @property
+    def probe_error_rate(self) -> float:
+        return 100.0 * self.probe_failures / self.probes if self.probes else 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    reason: str
+
+
+def _rate_rule(what: str, failures: int, total: int, planned: Optional[int], threshold: float,
+               final: bool) -> Optional[str]:
+    """FAIL reason for a failure proportion, or None."""
+    t = threshold / 100
+    rate = 100.0 * failures / total if total else 0.0
+    desc = f"{what} error rate {rate:.1f}% ({failures}/{total}) above the {threshold:g}% threshold"
+    if planned and failures > t * planned:
+        return f"{what}: {failures} failures already exceed {threshold:g}% of the {planned} planned"
+    if total >= 20 and wilson_bounds(failures, total, EARLY_STOP_Z)[0] > t:
+        return desc + " (99.9% confidence)"
+    if final and total and rate > threshold:
+        return desc
+    return None
+
+
+def judge(e: Evidence, th: Thresholds, final: bool) -> Verdict:
+    # 1. the canary is down
+    if e.consecutive_failures >= th.max_consecutive_failures:
+        return Verdict(FAIL, f"health check failed {e.consecutive_failures} times in a row")
+    # 2. probes
+    reason = _rate_rule("health checks", e.probe_failures, e.probes, e.planned_probes,
+                        th.error_threshold, final)
+    if reason:
+        return Verdict(FAIL, reason)
+    # 3. real traffic
+    judged_traffic = e.canary.requests >= th.min_requests
+    if judged_traffic:
+        reason = _rate_rule("real traffic", e.canary.errors, e.canary.requests, None,
+                            th.error_threshold, final)
+        if reason:
+            return Verdict(FAIL, reason)
+    # 4. latency
+    if e.probes >= MIN_PROBES_TO_JUDGE:
+        p95 = percentile(e.probe_latencies, 95)
+        if p95 > th.max_response_time:
+            return Verdict(FAIL, f"health check p95 response time {p95:.2f}s above {th.max_response_time:g}s")
+    if judged_traffic:
+        c95 = e.canary.p(95)
+        if c95 > th.max_response_time:
+            return Verdict(FAIL, f"real traffic p95 response time {c95:.2f}s above {th.max_response_time:g}s")
+        if e.stable.requests >= th.min_requests:
+            s95 = e.stable.p(95)
+            if c95 > LATENCY_FLOOR and c95 > th.latency_factor * max(s95, 0.001):
+                return Verdict(FAIL, f"canary p95 latency {c95 * 1000:.0f}ms is more than "
+                                     f"{th.latency_factor:g}x stable's {s95 * 1000:.0f}ms")
+    # 5. error logs
+    if e.minutes > 0:
+        per_minute = e.error_logs / max(e.minutes, 1.0)
+        if per_minute > th.max_error_logs_per_minute:
+            return Verdict(FAIL, f"{per_minute:.1f} ERROR log lines a minute in the canary "
+                                 f"(limit {th.max_error_logs_per_minute})")
+    # 6. host metric
+    if th.metric_max is not None and e.metric is not None and e.metric > th.metric_max:
+        return Verdict(FAIL, f"host metric {e.metric:g} above its limit {th.metric_max:g}")
+    if not final:
+        return Verdict(CONTINUE, "")
+    if e.probes < MIN_PROBES_TO_JUDGE and not judged_traffic:
+        return Verdict(INCONCLUSIVE, f"only {e.probes} health checks and {e.canary.requests} canary "
+                                     "requests: too little evidence to promote")
+    basis = (f"{e.canary.requests} real requests ({e.canary.error_rate:.1f}% 5xx) and {e.probes} health checks"
+             if judged_traffic else
+             f"health checks alone ({e.probes}; no real traffic reached the canary: "
+             f"{e.canary.requests} < min_requests {th.min_requests})")
+    return Verdict(PASS, f"healthy: {e.probe_error_rate:.1f}% health check errors, decided on {basis}")

@@ -1,0 +1,441 @@
+"""Stack configuration: parsed and validated before anything touches the host.
+
+Every key of the `canary:` namespace is read here, converted to its unit and checked.
+All problems are collected and reported together, each naming its key and what is
+allowed, so a bad value fails `pulumi preview` with nothing changed on the host.
+Values that end up on a shell command line are restricted to safe character sets on
+top of being quoted where they are used.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+DEFAULTS = {
+    "canary_percentage": 10,
+    "monitoring_duration": "15",  # minutes, as in the guide
+    "error_threshold": 5.0,
+    "auto_promote": True,
+    "check_interval": "30",  # seconds
+    "probes_per_check": 10,
+    "retry": False,
+    "ssh_port": 22,
+    "ssh_user": "root",
+    "stable_port": 8069,
+    "canary_port": 8070,
+    "container_port": 8069,
+    "bind_address": "127.0.0.1",
+    "health_path": "/web/health",
+    "container_name": "odoo",
+    "restart_policy": "unless-stopped",
+    "listen_port": 80,
+    "server_name": "_",
+    "nginx_sites_dir": "/etc/nginx/sites-enabled",
+    "nginx_conf_dir": "/etc/nginx/conf.d",
+    "nginx_log_dir": "/var/log/nginx",
+    "routing": "cookie",
+    "startup_timeout": "120s",
+    "drain_timeout": "5s",
+    "max_response_time": "2s",
+    "max_error_logs_per_minute": 10,
+    "latency_factor": 2.0,
+    "min_requests": 50,
+}
+
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# A Docker repository: [registry[:port]/]path, lower case.
+IMAGE_RE = re.compile(r"^(?:[a-z0-9.-]+(?::[0-9]{1,5})?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+IPV4_RE = re.compile(r"^(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]{0,254}$")
+URL_PATH_RE = re.compile(r"^/[A-Za-z0-9_./~%-]{0,254}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+SERVER_NAME_RE = re.compile(r"^(?:_|[A-Za-z0-9*](?:[A-Za-z0-9.*-]{0,252}))(?: (?:[A-Za-z0-9*][A-Za-z0-9.*-]{0,252}))*$")
+HOST_KEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
+DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
+HOST_KEY_ALLOWED = ("the host's public key line as in known_hosts, e.g. 'ssh-ed25519 AAAA...' "
+                    "(pin it: ssh-keyscan -t ed25519 HOST), or canary:ssh_host_key_file, a path to it")
+PRIVATE_KEY_ALLOWED = ("an OpenSSH private key (pulumi config set --secret ssh_private_key < key), "
+                       "or canary:ssh_private_key_file, a path to it")
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+ROUTINGS = ("cookie", "ip_hash", "hash")
+
+
+class ConfigError(Exception):
+    """One or more invalid keys; the message lists each with what is allowed."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n  - " + "\n  - ".join(problems))
+
+
+def parse_duration(value: Any, bare_unit: str) -> float:
+    """Seconds from `15` (in `bare_unit`), `90s`, `2m`, `1h` or `500ms`."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    text = str(value).strip()
+    m = DURATION_RE.match(text)
+    if not m:
+        raise ValueError("not a duration")
+    number, unit = float(m.group(1)), m.group(2) or bare_unit
+    return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("not an integer")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not re.fullmatch(r"-?\d+", text):
+        raise ValueError("not an integer")
+    return int(text)
+
+
+def parse_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    text = str(value).strip().rstrip("%").strip()
+    if not re.fullmatch(r"-?\d+(?:\.\d+)?", text):
+        raise ValueError("not a number")
+    return float(text)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the program needs, in canonical units (seconds, percents)."""
+
+    stack: str
+    image: str
+    image_tag: str
+    canary_percentage: int
+    canary_steps: tuple[int, ...]
+    monitoring_duration: float
+    check_interval: float
+    probes_per_check: int
+    error_threshold: float
+    auto_promote: bool
+    retry: bool
+    host: str
+    ssh_port: int
+    ssh_user: str
+    host_key: str
+    stable_port: int
+    canary_port: int
+    container_port: int
+    bind_address: str
+    health_path: str
+    container_name: str
+    restart_policy: str
+    env: Mapping[str, str]
+    canary_env: Mapping[str, str]
+    secret_env_keys: frozenset[str]
+    volumes: tuple[str, ...]
+    listen_port: int
+    server_name: str
+    nginx_sites_dir: str
+    nginx_conf_dir: str
+    nginx_log_dir: str
+    routing: str
+    startup_timeout: float
+    drain_timeout: float
+    max_response_time: float
+    max_error_logs_per_minute: int
+    latency_factor: float
+    min_requests: int
+    metric_command: Optional[str] = None
+    metric_max: Optional[float] = None
+    probe_url: Optional[str] = None
+    nginx_site: Optional[str] = None
+    private_key: str = field(repr=False, default="")
+
+    @property
+    def full_image(self) -> str:
+        return f"{self.image}:{self.image_tag}"
+
+    @property
+    def canary_name(self) -> str:
+        return f"{self.container_name}-canary"
+
+    @property
+    def site_path(self) -> str:
+        return self.nginx_site or f"{self.nginx_sites_dir}/{self.container_name}.conf"
+
+    @property
+    def split_path(self) -> str:
+        # The guide's file: /etc/nginx/conf.d/odoo-canary.conf
+        return f"{self.nginx_conf_dir}/{self.container_name}-canary.conf"
+
+    @property
+    def access_log(self) -> str:
+        return f"{self.nginx_log_dir}/{self.container_name}-canary-access.log"
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The traffic percentages to analyse in order (canary_steps wins)."""
+        return self.canary_steps or (self.canary_percentage,)
+
+
+class _Reader:
+    """Collects problems instead of stopping at the first one."""
+
+    def __init__(self, get: Callable[[str], Any]):
+        self.get = get
+        self.problems: list[str] = []
+
+    def value(self, key: str, parse: Callable[[Any], Any], allowed: str, default: Any = None,
+              check: Callable[[Any], bool] = lambda v: True, required: bool = False) -> Any:
+        raw = self.get(key)
+        if raw is None or (isinstance(raw, str) and raw.strip() == "" and not required):
+            if required:
+                self.problems.append(f"canary:{key} is required: {allowed}")
+                return None
+            raw = default
+            if raw is None:
+                return None
+        try:
+            value = parse(raw)
+            if not check(value):
+                raise ValueError
+            return value
+        except (ValueError, TypeError):
+            shown = str(raw)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            self.problems.append(f"canary:{key} = {shown!r} is not allowed: {allowed}")
+            return None
+
+
+def _matches(regex: re.Pattern) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        if not isinstance(v, str) or not regex.match(v):
+            raise ValueError
+        return v
+    return parse
+
+
+def _is_host(v: str) -> bool:
+    return bool(IPV4_RE.match(v) or HOST_RE.match(v))
+
+
+def _from_value_or_file(r: _Reader, key: str, read_file: Callable[[str], str], allowed: str,
+                        normalize: Callable[[str], str], check: Callable[[str], bool]) -> Optional[str]:
+    """`key` holds the value itself, `key`_file a path to a file that holds it."""
+    value, path = r.get(key), r.get(key + "_file")
+    if value in (None, "") and path in (None, ""):
+        r.problems.append(f"canary:{key} is required: {allowed}")
+        return None
+    source = f"canary:{key}"
+    if value in (None, ""):
+        source = f"canary:{key}_file = {str(path)[:60]!r}"
+        try:
+            value = read_file(str(path))
+        except OSError as err:
+            r.problems.append(f"{source}: cannot read the file ({err.strerror})")
+            return None
+    text = normalize(str(value))
+    if not check(text):
+        # Never echo the value: it may be a secret.
+        r.problems.append(f"{source} is not allowed: {allowed}")
+        return None
+    return text
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _target_values(r: _Reader, read_file: Callable[[str], str]) -> tuple:
+    host = r.value("host", _matches(re.compile(r".+")), "the droplet's host name or IPv4 address",
+                   required=True, check=_is_host)
+    port = r.value("ssh_port", parse_int, "a TCP port from 1 to 65535", DEFAULTS["ssh_port"],
+                   lambda v: 0 < v < 65536)
+    user = r.value("ssh_user", _matches(USER_RE), "a Unix user name such as root or deploy",
+                   DEFAULTS["ssh_user"])
+    host_key = _from_value_or_file(r, "ssh_host_key", read_file, HOST_KEY_ALLOWED,
+                                   lambda v: " ".join(v.split()[:2]), lambda v: bool(HOST_KEY_RE.match(v)))
+    key = _from_value_or_file(r, "ssh_private_key", read_file, PRIVATE_KEY_ALLOWED,
+                              lambda v: v.strip() + "\n", lambda v: "PRIVATE KEY-----" in v)
+    return host, port, user, host_key, key
+
+
+def load_target(get: Callable[[str], Any], read_file: Callable[[str], str] = _read_text):
+    """Only the SSH target (host, port, user, keys): what the release provider needs."""
+    from .remote.ssh import Target  # the config layer does not otherwise need I/O types
+
+    r = _Reader(get)
+    host, port, user, host_key, key = _target_values(r, read_file)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Target(host=host, port=port, user=user, host_key=host_key, private_key=key)
+
+
+def _env_map(value: Any, problems: list[str], key: str) -> dict[str, str]:
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"canary:{key} must be a map of NAME: value (set with --path, e.g. "
+                        f"`pulumi config set --path '{key}.DB_HOST' db`)")
+        return {}
+    out = {}
+    for name, val in value.items():
+        if not ENV_NAME_RE.match(str(name)):
+            problems.append(f"canary:{key}.{str(name)[:40]!r} is not a valid variable name: letters, digits, _")
+            continue
+        if isinstance(val, (dict, list)) or "\n" in str(val) or "\0" in str(val):
+            problems.append(f"canary:{key}.{name} must be a single-line string")
+            continue
+        out[str(name)] = "" if val is None else str(val).lower() if isinstance(val, bool) else str(val)
+    return out
+
+
+def _volume(v: Any) -> str:
+    # host_path_or_volume:container_path[:ro|rw]
+    if not isinstance(v, str):
+        raise ValueError
+    parts = v.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise ValueError
+    if not (PATH_RE.match(parts[0]) or NAME_RE.match(parts[0])) or not PATH_RE.match(parts[1]):
+        raise ValueError
+    return v
+
+
+def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = frozenset(),
+         read_file: Callable[[str], str] = _read_text) -> Settings:
+    """Builds Settings from a config getter (`get(key)` returns the raw value or None).
+
+    `get` returns strings for plain values and parsed JSON for structured ones (maps and
+    lists), as Pulumi's config does. `secret_keys` names the env keys set with --secret.
+    Key files (`ssh_private_key_file`, `ssh_host_key_file`) are read with `read_file`.
+    Raises ConfigError listing every problem.
+    """
+    r = _Reader(get)
+    port = lambda v: 0 < v < 65536  # noqa: E731
+    d = DEFAULTS
+
+    image = r.value("image", _matches(IMAGE_RE), "a Docker repository name such as odoo-erp or "
+                    "registry.example.com/team/odoo-erp (lower case, no tag)", required=True)
+    tag = r.value("image_tag", _matches(TAG_RE), "a Docker tag such as prod-abc1234, latest or v1.2.3 "
+                  "(letters, digits, '_', '.', '-'; at most 128)", required=True)
+    pct = r.value("canary_percentage", parse_int, "an integer percentage from 0 to 100 (0 = no canary, "
+                  "100 = promote)", d["canary_percentage"], lambda v: 0 <= v <= 100)
+    steps_raw = get("canary_steps")
+    steps: tuple[int, ...] = ()
+    if steps_raw not in (None, "", []):
+        try:
+            if not isinstance(steps_raw, list):
+                raise ValueError
+            steps = tuple(parse_int(s) for s in steps_raw)
+            if not steps or any(not 1 <= s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+                raise ValueError
+        except (ValueError, TypeError):
+            r.problems.append(f"canary:canary_steps = {str(steps_raw)[:60]!r} is not allowed: a strictly "
+                              "increasing list of integer percentages from 1 to 100, e.g. [10, 25, 50]")
+            steps = ()
+    duration = r.value("monitoring_duration", lambda v: parse_duration(v, "m"),
+                       "minutes as a number (15) or a duration such as 90s, 2m, 1h; at least 1s, at most 24h",
+                       d["monitoring_duration"], lambda v: 1 <= v <= 86400)
+    interval = r.value("check_interval", lambda v: parse_duration(v, "s"),
+                       "seconds as a number (30) or a duration such as 30s, 1m; from 1s to 1h",
+                       d["check_interval"], lambda v: 1 <= v <= 3600)
+    probes = r.value("probes_per_check", parse_int, "an integer from 1 to 60", d["probes_per_check"],
+                     lambda v: 1 <= v <= 60)
+    threshold = r.value("error_threshold", parse_float, "a percentage from 0 to 100 (5 means 5 %)",
+                        d["error_threshold"], lambda v: 0 <= v <= 100)
+    auto = r.value("auto_promote", parse_bool, "true or false", d["auto_promote"])
+    retry = r.value("retry", parse_bool, "true or false", d["retry"])
+
+    host, ssh_port, ssh_user, host_key, private_key = _target_values(r, read_file)
+    stable_port = r.value("stable_port", parse_int, "a TCP port from 1 to 65535", d["stable_port"], port)
+    canary_port = r.value("canary_port", parse_int, "a TCP port from 1 to 65535, not the stable_port",
+                          d["canary_port"], port)
+    if stable_port and canary_port and stable_port == canary_port:
+        r.problems.append("canary:canary_port must differ from canary:stable_port")
+    container_port = r.value("container_port", parse_int, "the app's port inside the container (1-65535)",
+                             d["container_port"], port)
+    bind = r.value("bind_address", _matches(IPV4_RE), "an IPv4 address to publish ports on "
+                   "(127.0.0.1: only nginx reaches the app; 0.0.0.0: everyone)", d["bind_address"])
+    health = r.value("health_path", _matches(URL_PATH_RE), "a URL path such as /web/health",
+                     d["health_path"])
+    name = r.value("container_name", _matches(NAME_RE), "a container name such as odoo (letters, "
+                   "digits, '_', '.', '-')", d["container_name"])
+    restart = r.value("restart_policy", str, "one of " + ", ".join(RESTART_POLICIES),
+                      d["restart_policy"], lambda v: v in RESTART_POLICIES)
+    env = _env_map(get("env"), r.problems, "env")
+    canary_env = _env_map(get("canary_env"), r.problems, "canary_env")
+    vols_raw = get("volumes") or []
+    volumes: tuple[str, ...] = ()
+    if not isinstance(vols_raw, list):
+        r.problems.append("canary:volumes must be a list such as ['odoo-data:/var/lib/odoo']")
+    else:
+        good = []
+        for v in vols_raw:
+            try:
+                good.append(_volume(v))
+            except ValueError:
+                r.problems.append(f"canary:volumes entry {str(v)[:60]!r} is not allowed: "
+                                  "SOURCE:/container/path[:ro|rw], SOURCE a volume name or absolute path")
+        volumes = tuple(good)
+    listen = r.value("listen_port", parse_int, "a TCP port from 1 to 65535", d["listen_port"], port)
+    server_name = r.value("server_name", _matches(SERVER_NAME_RE), "nginx server names separated by "
+                          "spaces, e.g. erp.example.com, or _", d["server_name"])
+    sites = r.value("nginx_sites_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_sites_dir"])
+    confd = r.value("nginx_conf_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_conf_dir"])
+    site = r.value("nginx_site", _matches(PATH_RE), "an absolute file path, e.g. the guide's "
+                   "/etc/nginx/sites-enabled/odoo (default: NGINX_SITES_DIR/CONTAINER_NAME.conf)", None)
+    logs = r.value("nginx_log_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_log_dir"])
+    routing = r.value("routing", str, "one of " + ", ".join(ROUTINGS), d["routing"], lambda v: v in ROUTINGS)
+    startup = r.value("startup_timeout", lambda v: parse_duration(v, "s"), "a duration from 1s to 30m",
+                      d["startup_timeout"], lambda v: 1 <= v <= 1800)
+    drain = r.value("drain_timeout", lambda v: parse_duration(v, "s"), "a duration from 0s to 10m",
+                    d["drain_timeout"], lambda v: 0 <= v <= 600)
+    max_rt = r.value("max_response_time", lambda v: parse_duration(v, "s"), "a duration such as 2s or 500ms",
+                     d["max_response_time"], lambda v: 0 < v <= 600)
+    max_logs = r.value("max_error_logs_per_minute", parse_int, "an integer of at least 0",
+                       d["max_error_logs_per_minute"], lambda v: v >= 0)
+    factor = r.value("latency_factor", parse_float, "a number of at least 1 (canary p95 / stable p95)",
+                     d["latency_factor"], lambda v: v >= 1)
+    min_requests = r.value("min_requests", parse_int, "an integer of at least 1", d["min_requests"],
+                           lambda v: v >= 1)
+    metric_command = r.value("metric_command", str, "a shell command run on the host that prints one number",
+                             None, lambda v: "\n" not in v and len(v) < 1000)
+    metric_max = r.value("metric_max", parse_float, "a number", None)
+    if (metric_command is None) != (metric_max is None) and not r.problems:
+        r.problems.append("canary:metric_command and canary:metric_max go together: set both or neither")
+
+    probe_url = r.value("probe_url", _matches(re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9_./~%-]*)?$")),
+                        "an http(s) URL of the app's root on this machine's network, e.g. "
+                        "http://10.0.0.5:8070 (default: probes go through an SSH tunnel)", None)
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Settings(
+        stack=stack, image=image, image_tag=tag, canary_percentage=pct, canary_steps=steps,
+        monitoring_duration=duration, check_interval=interval, probes_per_check=probes,
+        error_threshold=threshold, auto_promote=auto, retry=retry, host=host, ssh_port=ssh_port,
+        ssh_user=ssh_user, host_key=host_key, stable_port=stable_port, canary_port=canary_port,
+        container_port=container_port, bind_address=bind, health_path=health, container_name=name,
+        restart_policy=restart, env=env, canary_env=canary_env,
+        secret_env_keys=frozenset(k for k in secret_keys if k in env or k in canary_env),
+        volumes=volumes, listen_port=listen, server_name=server_name, nginx_sites_dir=sites,
+        nginx_conf_dir=confd, nginx_log_dir=logs, routing=routing, startup_timeout=startup,
+        drain_timeout=drain, max_response_time=max_rt, max_error_logs_per_minute=max_logs,
+        latency_factor=factor, min_requests=min_requests, metric_command=metric_command,
+        metric_max=metric_max, probe_url=probe_url, nginx_site=site,
+        private_key=private_key)

@@ -1,0 +1,341 @@
+"""The release controller: carries out what plan.py decided, on the host.
+
+A readable state machine in the spirit of Flagger's scheduler:
+
+    observe -> plan -> deploy | analyse (advance weight, analyse) -> promote | hold | roll back
+
+Everything runs under the host lock. Traffic moves only through nginx graceful
+reloads validated by `nginx -t`, and a container is stopped only after nginx sent its
+traffic elsewhere and the old workers drained; `docker stop` then lets the app finish
+its in-flight requests. Promotion therefore goes: all traffic to the canary, replace
+production, all traffic back to production, remove the canary.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import requests
+
+from . import plan as P
+from .analysis import runner
+from .analysis.verdict import FAIL, INCONCLUSIVE
+from .remote import docker, nginx
+from .remote.lock import HostLock
+from .remote.ssh import Host
+from .render import STATE_DIR, lock_file, split_config
+from .spec import ReleaseSpec
+
+OUTPUT_KEYS = ("phase", "production_image", "production_revision", "previous_image",
+               "previous_revision", "production_running", "canary_image", "canary_revision", "canary_weight",
+               "passed_weight", "failed_image", "failed_revision", "failure_reason", "message",
+               "analysis")
+
+
+class DeployError(Exception):
+    """The update cannot go on; the host is left serving production."""
+
+
+@dataclass
+class HostState:
+    production: Optional[docker.Container]
+    canary: Optional[docker.Container]
+    split: Optional[nginx.Split]
+
+
+def _revision(c: Optional[docker.Container], image: str, revision: str) -> Optional[str]:
+    if c is None:
+        return None
+    rev = c.labels.get("canary.revision")
+    if rev:
+        return rev
+    # A container we did not start (the guide's `odoo`): adopt it when it runs our image.
+    return revision if c.image == image else f"{c.image}#adopted"
+
+
+def recorded_from(outputs: dict) -> P.Recorded:
+    """The release's recorded outputs as plan.py reads them ("" stands for none)."""
+    get = lambda k: outputs.get(k) or None  # noqa: E731
+    return P.Recorded(
+        phase=get("phase") or P.STABLE, previous_revision=get("previous_revision"),
+        canary_revision=get("canary_revision"), canary_weight=int(get("canary_weight") or 0),
+        passed_weight=int(get("passed_weight") or 0), failed_revision=get("failed_revision"),
+        failure_reason=get("failure_reason"))
+
+
+def _image_of(revision: Optional[str]) -> Optional[str]:
+    return revision.split("#", 1)[0] if revision else None
+
+
+class Controller:
+    def __init__(self, host: Host, spec: ReleaseSpec, log: Callable[[str], None],
+                 revision: Optional[str] = None):
+        self.host, self.spec, self.log = host, spec, log
+        # The spec's own revision, unless the caller knows it better (a refresh only has
+        # the recorded spec, without the container env the revision digests).
+        self.desired_revision = revision or spec.revision
+        self.state: dict = {}
+        self.promoting = False
+
+    # -- observation ------------------------------------------------------------------
+    def observe(self) -> HostState:
+        return HostState(production=docker.inspect(self.host, self.spec.app),
+                         canary=docker.inspect(self.host, f"{self.spec.app}-canary"),
+                         split=nginx.read(self.host, self.spec.split.split_path))
+
+    def observed(self, h: HostState) -> P.Observed:
+        return P.Observed(
+            production_revision=_revision(h.production, self.spec.image, self.desired_revision),
+            production_running=bool(h.production and h.production.running),
+            canary_revision=_revision(h.canary, self.spec.image, self.desired_revision),
+            canary_running=bool(h.canary and h.canary.running),
+            split_weight=h.split.weight if h.split else None)
+
+    def refreshed(self, recorded: dict) -> dict:
+        """The recorded outputs corrected by what runs on the host (pulumi refresh)."""
+        h = self.observe()
+        o = self.observed(h)
+        out = dict(recorded)
+        out["production_revision"] = o.production_revision
+        out["production_image"] = h.production.image if h.production else None
+        out["canary_revision"] = o.canary_revision
+        out["canary_image"] = h.canary.image if h.canary else None
+        out["canary_weight"] = h.split.weight if h.split else 0
+        out["production_running"] = o.production_running
+        phase = recorded.get("phase")
+        if h.canary is None and h.split is None and phase in P.HELD_PHASES:
+            out["phase"] = P.ABORTED
+            out["message"] = "the canary was removed outside Pulumi"
+        elif (h.canary is not None or h.split is not None) and phase not in P.HELD_PHASES:
+            out["phase"] = "interrupted"
+            out["message"] = "a canary runs that the stack did not record (interrupted update?)"
+        if h.production is not None and not h.production.running:
+            out["message"] = f"the production container is {h.production.status}"
+        return out
+
+    # -- the update -------------------------------------------------------------------
+    def reconcile(self, recorded: dict) -> dict:
+        holder = f"stack {self.spec.stack} ({getpass.getuser()}@{socket.gethostname()}) since {time.strftime('%H:%M:%S')}"
+        with HostLock(self.host, lock_file(self.spec.app), holder):
+            self.state = {k: recorded.get(k) for k in OUTPUT_KEYS}
+            self.state["analysis"] = recorded.get("analysis") or {}
+            h = self.observe()
+            o = self.observed(h)
+            r = recorded_from(recorded)
+            d = P.Desired(revision=self.spec.revision, steps=self.spec.steps,
+                          auto_promote=self.spec.auto_promote, retry=self.spec.retry)
+            action = P.plan(d, r, o)
+            self.log(f"{self.spec.app}: {action.kind}" + (f" ({action.reason})" if action.reason else ""))
+            self._journal(action.kind)
+            try:
+                getattr(self, "_" + action.kind)(action, h, o)
+            except Exception:
+                # Never leave a half-started canary serving users: production keeps the
+                # traffic (a failed promotion handles its own state, see there).
+                if action.kind in (P.ANALYSE, P.ROUTE, P.REPLACE) and not self.promoting:
+                    self._best_effort(self._remove_canary)
+                raise
+            self._journal("done")
+            return dict(self.state)
+
+    def destroy(self) -> None:
+        with HostLock(self.host, lock_file(self.spec.app), f"stack {self.spec.stack} destroy"):
+            nginx.remove(self.host, self.spec.split.split_path)
+            for name in (f"{self.spec.app}-canary", self.spec.app):
+                docker.stop_and_remove(self.host, name)
+            self.host.run(["rm", "-rf", f"{STATE_DIR}/{self.spec.app}"], check=False)
+
+    # -- actions (named after plan's kinds) ---------------------------------------------
+    def _noop(self, action, h, o):
+        if o.production_revision == self.desired_revision and self.state.get("phase") not in (
+                P.PROMOTED, P.STABLE):
+            self._set(phase=P.STABLE, message=f"production runs {self.spec.image}")
+        self._set_production(o.production_revision)
+
+    def _blocked(self, action, h, o):
+        raise DeployError(f"{self.spec.image} was rolled back: {action.reason}. Change image_tag, or "
+                          "set `pulumi config set retry true` to analyse it again.")
+
+    def _deploy(self, action, h, o):
+        self._check_port(self.spec.stable_port, allow=self.spec.app)
+        if h.production is not None:
+            docker.stop_and_remove(self.host, self.spec.app)
+        self._start("production")
+        self._remove_canary()
+        self._set(phase=P.PROMOTED, canary_revision=None, canary_image=None, canary_weight=0,
+                  passed_weight=0, message=f"deployed {self.spec.image} to production")
+        self._set_production(self.spec.revision)
+
+    def _cleanup(self, action, h, o):
+        self._remove_canary()
+        self._set(phase=P.STABLE, canary_revision=None, canary_image=None, canary_weight=0,
+                  passed_weight=0, message=action.reason)
+        self._set_production(o.production_revision)
+
+    def _abort(self, action, h, o):
+        self._remove_canary()
+        self._set(phase=P.ABORTED, canary_revision=None, canary_image=None, canary_weight=0,
+                  passed_weight=0, message=f"canary {_image_of(o.canary_revision)} removed by hand "
+                                           "(canary_percentage 0)")
+
+    def _replace(self, action, h, o):
+        """To the desired revision without analysis: a temporary canary carries the
+        traffic while production is replaced."""
+        if not (o.canary_revision == self.spec.revision and o.canary_running):
+            self._start_canary(h)
+        self._promote_running_canary(o, reason=action.reason)
+
+    def _promote(self, action, h, o):
+        self._promote_running_canary(o, reason=action.reason)
+
+    def _route(self, action, h, o):
+        weight = action.steps[0]
+        self._route_to_canary(weight)
+        self._set(phase=P.HOLDING, canary_weight=weight,
+                  message=f"holding {self.spec.image} at {weight}% (passed at {self.state.get('passed_weight')}%)")
+
+    def _analyse(self, action, h, o):
+        if not action.reuse_canary:
+            if not self._start_canary(h):
+                return
+        else:
+            self.log(f"reusing the running canary {h.canary.id if h.canary else ''}")
+        self._set(canary_revision=self.spec.revision, canary_image=self.spec.image)
+        passed = int(self.state.get("passed_weight") or 0) if action.reuse_canary else 0
+        for weight in action.steps:
+            self._route_to_canary(weight)
+            self._set(canary_weight=weight)
+            result = runner.analyse(self.host, self.spec, weight, self.log)
+            self._set(analysis=result.summary())
+            if result.verdict.status == FAIL:
+                self._rollback(result.verdict.reason)
+                return
+            if result.verdict.status == INCONCLUSIVE:
+                self._set(phase=P.INCONCLUSIVE, passed_weight=passed,
+                          message=f"holding {self.spec.image} at {weight}%: {result.verdict.reason}")
+                return
+            passed = weight
+            self._set(passed_weight=passed)
+            self.log(f"passed at {weight}%: {result.verdict.reason}")
+        if self.spec.auto_promote:
+            self._promote_running_canary(o, reason=f"passed its analysis at {passed}%")
+        else:
+            self._set(phase=P.HOLDING, message=f"holding {self.spec.image} at {passed}% for manual "
+                                               "promotion (auto_promote is false)")
+
+    # -- procedures -----------------------------------------------------------------------
+    def _start(self, role: str) -> docker.Container:
+        spec = self.spec.container(role)
+        if not docker.image_exists(self.host, spec.image):
+            raise DeployError(f"image {spec.image} is not on the host (docker images | grep "
+                              f"{spec.image.split(':')[0]})")
+        self.log(f"starting {role} container {spec.name} ({spec.image}) on port {spec.host_port}")
+        container = docker.run(self.host, spec)
+        self._wait_healthy(spec.name, spec.host_port)
+        return container
+
+    def _start_canary(self, h: HostState) -> bool:
+        """Starts the canary; on failure rolls back and returns False."""
+        if h.canary is not None:
+            self._remove_canary()
+        self._check_port(self.spec.canary_port, allow=f"{self.spec.app}-canary")
+        try:
+            self._start("canary")
+            return True
+        except DeployError as err:
+            self._rollback(str(err))
+            return False
+
+    def _promote_running_canary(self, o: P.Observed, reason: str) -> None:
+        self.log(f"promoting {self.spec.image}: {reason}")
+        self.promoting = True
+        # 1. every request to the canary, pinned or not
+        self._route_to_canary(100)
+        # 2. replace production once nginx stopped sending it traffic
+        nginx.wait_drained(self.host, self.spec.drain_timeout)
+        docker.stop_and_remove(self.host, self.spec.app)
+        try:
+            self._start("production")
+        except DeployError as err:
+            # Traffic is still on the (healthy) canary: keep it there and say so.
+            raise DeployError(f"the new production container failed ({err}); traffic stays on the "
+                              "canary container until the next `pulumi up`") from None
+        # 3. back to production, then drain and remove the canary
+        self._remove_canary()
+        previous = self.state.get("production_revision")
+        if previous and previous != self.spec.revision:
+            self._set(previous_revision=previous, previous_image=_image_of(previous))
+        self._set(phase=P.PROMOTED, canary_revision=None, canary_image=None, canary_weight=0,
+                  passed_weight=0, message=f"promoted {self.spec.image}: {reason}")
+        self._set_production(self.spec.revision)
+
+    def _rollback(self, reason: str) -> None:
+        self.log(f"ROLLING BACK {self.spec.image}: {reason}")
+        self._remove_canary()
+        self._set(phase=P.ROLLED_BACK, canary_revision=None, canary_image=None, canary_weight=0,
+                  passed_weight=0, failed_revision=self.spec.revision, failed_image=self.spec.image,
+                  failure_reason=reason, message=f"rolled back {self.spec.image}: {reason}")
+
+    def _remove_canary(self) -> None:
+        """Traffic back to production first; the canary stops after nginx drained."""
+        nginx.remove(self.host, self.spec.split.split_path)
+        nginx.wait_drained(self.host, self.spec.drain_timeout)
+        docker.stop_and_remove(self.host, f"{self.spec.app}-canary")
+
+    def _route_to_canary(self, weight: int) -> None:
+        self.log(f"routing {weight}% of new clients to the canary")
+        nginx.install(self.host, self.spec.split.split_path,
+                      split_config(self.spec.split, weight, self.spec.image))
+
+    def _wait_healthy(self, name: str, port: int) -> None:
+        deadline = time.monotonic() + self.spec.startup_timeout
+        url_path = self.spec.health_path
+        with self.host.forward(port) as local, requests.Session() as session:
+            last = "no answer"
+            while time.monotonic() < deadline:
+                ok, _, last = runner.probe(session, f"http://127.0.0.1:{local}{url_path}", 5)
+                if ok:
+                    self.log(f"{name} is healthy")
+                    return
+                c = docker.inspect(self.host, name)
+                if c is None or not c.running:
+                    tail = self.host.run(["docker", "logs", "--tail", "5", name], check=False)
+                    raise DeployError(f"container {name} exited before it became healthy: "
+                                      f"{(tail[1] + tail[2]).strip()[-300:]}")
+                time.sleep(1)
+        raise DeployError(f"{name} did not answer {url_path} with 200 within "
+                          f"{self.spec.startup_timeout:g}s (last: {last})")
+
+    def _check_port(self, port: int, allow: str) -> None:
+        c = docker.inspect(self.host, allow)
+        if c is not None:
+            return  # ours: it is replaced
+        holder = docker.port_holder(self.host, self.spec.bind_address, port)
+        if holder:
+            raise DeployError(f"port {port} on the host is already taken ({holder.split()[-1][:120]}); "
+                              f"free it or choose another port in the stack config")
+
+    def _best_effort(self, fn) -> None:
+        try:
+            fn()
+        except Exception as err:  # the original error is the one to report
+            self.log(f"cleanup failed too: {err}")
+
+    def _set_production(self, revision: Optional[str]) -> None:
+        self._set(production_revision=revision, production_image=_image_of(revision),
+                  production_running=revision is not None)
+
+    def _set(self, **values) -> None:
+        self.state.update(values)
+
+    def _journal(self, step: str) -> None:
+        entry = {"stack": self.spec.stack, "image": self.spec.image, "revision": self.spec.revision,
+                 "step": step, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self.host.run(["mkdir", "-p", "-m", "700", f"{STATE_DIR}/{self.spec.app}"])
+        self.host.write_file(f"{STATE_DIR}/{self.spec.app}/journal.json", json.dumps(entry) + "\n", 0o600)
+

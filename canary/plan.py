@@ -1,0 +1,108 @@
+"""What a release should do next: pure decision logic, no I/O.
+
+Inputs are the desired release (stack config), what the stack recorded last time and
+what runs on the host now. The answer is one Action; the controller carries it out.
+
+A *revision* identifies what production would run: the image plus the container's
+spec (env, volumes, ports). A new revision is analysed as a canary before it is
+promoted, as Flagger does for any change of a pod spec.
+
+  deploy    nothing runs in production yet: put the revision straight into production
+  noop      the host already is as desired
+  cleanup   production already runs the revision; remove a leftover canary or split
+  blocked   the revision was rolled back before and no retry was asked for
+  replace   go to the revision without analysis: the previous production revision
+            (instant rollback), canary_percentage 100, or a stopped production
+  abort     canary_percentage 0: remove the canary, keep production (does not block)
+  route     a held canary that passed at a higher weight: only rewrite the split
+  promote   a held canary that passed its analysis: promote it, no new analysis
+  analyse   start (or keep) a canary of the revision and analyse it at `steps`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+DEPLOY, NOOP, CLEANUP, BLOCKED, REPLACE, ABORT, ROUTE, PROMOTE, ANALYSE = (
+    "deploy", "noop", "cleanup", "blocked", "replace", "abort", "route", "promote", "analyse")
+
+# Phases recorded in the stack (output `phase`).
+STABLE, HOLDING, PROMOTED, ROLLED_BACK, ABORTED, INCONCLUSIVE = (
+    "stable", "holding", "promoted", "rolled_back", "aborted", "inconclusive")
+HELD_PHASES = (HOLDING, INCONCLUSIVE)
+
+
+@dataclass(frozen=True)
+class Desired:
+    revision: str
+    steps: tuple[int, ...]
+    auto_promote: bool
+    retry: bool
+
+
+@dataclass(frozen=True)
+class Recorded:
+    phase: str = STABLE
+    previous_revision: Optional[str] = None
+    canary_revision: Optional[str] = None
+    canary_weight: int = 0
+    passed_weight: int = 0  # highest weight the current canary passed its analysis at
+    failed_revision: Optional[str] = None
+    failure_reason: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    production_revision: Optional[str]  # None: no production container
+    production_running: bool
+    canary_revision: Optional[str]  # None: no canary container
+    canary_running: bool
+    split_weight: Optional[int]  # None: no split file; -1: a split we did not write
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    steps: tuple[int, ...] = ()
+    reuse_canary: bool = False
+    reason: str = ""
+
+
+def plan(d: Desired, r: Recorded, o: Observed) -> Action:
+    has_canary = o.canary_revision is not None or o.split_weight is not None
+    if o.production_revision is None:
+        return Action(DEPLOY, reason="nothing runs in production yet")
+    if d.revision == o.production_revision:
+        if has_canary:
+            return Action(CLEANUP, reason="production already runs this revision: removing the canary")
+        if not o.production_running:
+            return Action(REPLACE, reason="the production container is not running")
+        return Action(NOOP)
+    if d.revision == r.failed_revision and not d.retry:
+        return Action(BLOCKED, reason=r.failure_reason or "rolled back before")
+    if d.steps == (0,):
+        if has_canary:
+            return Action(ABORT, reason="canary_percentage is 0: removing the canary")
+        return Action(NOOP)
+    if d.revision == r.previous_revision and d.revision != o.canary_revision:
+        return Action(REPLACE, reason="instant rollback to the previous production revision")
+    if d.steps == (100,):
+        return Action(REPLACE, reason="canary_percentage is 100: promoting without analysis")
+
+    canary_up = o.canary_revision == d.revision and o.canary_running
+    if canary_up and r.canary_revision == d.revision and r.phase in HELD_PHASES:
+        target = d.steps[-1]
+        if r.phase == HOLDING and r.passed_weight >= target:
+            if d.auto_promote:
+                return Action(PROMOTE, reason=f"the held canary passed at {r.passed_weight}%: promoting")
+            if o.split_weight == target:
+                return Action(NOOP)
+            return Action(ROUTE, steps=(target,), reuse_canary=True,
+                          reason=f"the held canary passed at {r.passed_weight}%: routing {target}% to it")
+        # More traffic than it was analysed at: re-route and re-analyse, no restart.
+        remaining = tuple(s for s in d.steps if s > r.passed_weight) or (target,)
+        return Action(ANALYSE, steps=remaining, reuse_canary=True,
+                      reason=f"held canary: analysing at {', '.join(map(str, remaining))}%")
+    return Action(ANALYSE, steps=d.steps, reuse_canary=canary_up,
+                  reason="resuming with the running canary" if canary_up else "new canary")

@@ -1,0 +1,74 @@
+"""The Pulumi program: stack config -> rendered nginx site -> remote site command ->
+release (containers, split, analysis) -> verdict, and the stack outputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+from pulumi.runtime.config import get_config, is_config_secret
+
+from . import render
+from .config import ConfigError, load
+from .provider import Release, Verdict
+from .spec import ReleaseSpec
+
+NAMESPACE = "canary"
+STRUCTURED = ("env", "canary_env", "volumes", "canary_steps")
+
+
+def _raw(key: str) -> Any:
+    """A config value as stored: text, or parsed JSON for the structured keys."""
+    value = get_config(f"{NAMESPACE}:{key}")
+    if value is not None and key in STRUCTURED and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # reported by the validation, naming the key
+    return value
+
+
+def main() -> None:
+    stack = pulumi.get_stack()
+    try:
+        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env")
+                                        if is_config_secret(f"{NAMESPACE}:{k}")))
+    except ConfigError as err:
+        # Before any resource exists: nothing reaches the host.
+        raise pulumi.RunError(str(err)) from None
+
+    connection = command.remote.ConnectionArgs(
+        host=s.host, port=s.ssh_port, user=s.ssh_user, host_key=s.host_key,
+        private_key=pulumi.Output.secret(s.private_key), dial_error_limit=5)
+    site = command.remote.Command(
+        "site", connection=connection,
+        create=render.site_apply_script(s), delete=render.site_delete_script(s))
+
+    spec = ReleaseSpec.from_settings(s).to_inputs()
+    if s.secret_env_keys:
+        spec["env"] = pulumi.Output.secret(spec["env"])
+        spec["canary_env"] = pulumi.Output.secret(spec["canary_env"])
+    first = s.steps[0]
+    preview = render.split_config(render.SplitSpec.from_settings(s), first, s.full_image) if first else ""
+    release = Release("release", spec=spec, split_preview=preview, environment=stack,
+                      opts=pulumi.ResourceOptions(depends_on=[site]))
+    Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
+
+    pulumi.export("phase", release.phase)
+    pulumi.export("production_image", release.production_image)
+    pulumi.export("previous_image", release.previous_image)
+    pulumi.export("canary_image", release.canary_image)
+    pulumi.export("canary_weight", release.canary_weight)
+    pulumi.export("failed_image", release.failed_image)
+    pulumi.export("failure_reason", release.failure_reason)
+    pulumi.export("message", release.message)
+    pulumi.export("analysis", release.analysis.apply(_summary))
+
+
+def _summary(analysis: Any) -> Any:
+    """The analysis without its per-check series (that goes to the report file)."""
+    if not isinstance(analysis, dict):
+        return analysis
+    return {k: v for k, v in analysis.items() if k != "series"}

@@ -1,0 +1,210 @@
+"""The `Release` and `Verdict` resources: Pulumi dynamic providers around the controller.
+
+Release owns the production container, the canary container and the split file.
+  - diff()    decides, without touching the host, whether an update is needed: it asks
+              plan.py with the recorded outputs standing in for the host. A revision
+              that was rolled back fails here, fast, with the recorded reason.
+  - create()/update()  run the controller (canary, analysis, promote/hold/roll back).
+              A rollback returns normally, so the stack records it; Verdict then fails
+              the run.
+  - read()    inspects the host (pulumi refresh), never echoes the stored state.
+  - delete()  removes the split file and both containers.
+SSH credentials come from the stack config through configure(), never from resource
+inputs, so they are not stored in the state.
+
+Verdict fails `pulumi up`, with the reason, when the release's phase is rolled_back.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+import pulumi
+from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
+                            ResourceProvider, UpdateResult)
+
+from . import plan as P
+from .config import ConfigError, load_target
+from .controller import OUTPUT_KEYS, Controller, DeployError, recorded_from
+from .remote.ssh import Host
+from .spec import ReleaseSpec
+
+_SECRET_FREE = ("env", "canary_env")
+
+
+def _say(message: str) -> None:
+    # The engine shows each line a dynamic provider prints while the step runs.
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _exit_with_parent() -> None:
+    """A provider whose CLI died must not go on acting on the host."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _public_spec(spec_inputs: dict) -> dict:
+    """The spec as recorded in outputs, normalised: without container env (it may hold
+    secrets; the revision digests it)."""
+    normal = ReleaseSpec.from_inputs(spec_inputs).to_inputs()
+    return {k: ({} if k in _SECRET_FREE else v) for k, v in normal.items()}
+
+
+def _outputs(state: dict) -> dict:
+    """Every output present and never null: an absent output would be unknown in previews,
+    which would make an unchanged stack look changed."""
+    out = {}
+    for k in OUTPUT_KEYS:
+        v = state.get(k)
+        if v is None:
+            v = {} if k == "analysis" else 0 if k in ("canary_weight", "passed_weight") else (
+                False if k == "production_running" else "")
+        out[k] = v
+    return out
+
+
+def _observed_from_record(olds: dict) -> P.Observed:
+    """What diff() assumes runs on the host: what was recorded (refresh updates it)."""
+    weight = int(olds.get("canary_weight") or 0)
+    return P.Observed(
+        production_revision=olds.get("production_revision") or None,
+        production_running=bool(olds.get("production_running", True)),
+        canary_revision=olds.get("canary_revision") or None, canary_running=True,
+        split_weight=weight if weight else None)
+
+
+class ReleaseProvider(ResourceProvider):
+    def __init__(self) -> None:
+        super().__init__()
+        self.target = None
+        self.target_error: Optional[str] = None
+
+    def configure(self, req: ConfigureRequest) -> None:
+        # Errors reach the user as the exception's text: a message, not a stack trace.
+        sys.tracebacklimit = 0
+        try:
+            self.target = load_target(req.config.get)
+        except ConfigError as err:
+            self.target_error = str(err)
+        _exit_with_parent()
+
+    def _host(self) -> Host:
+        if self.target is None:
+            raise DeployError(self.target_error or "no SSH target configured")
+        return Host(self.target, log=_say)
+
+    def _controller(self, spec_inputs: dict, revision: Optional[str] = None) -> tuple[Controller, Host]:
+        host = self._host()
+        return Controller(host, ReleaseSpec.from_inputs(spec_inputs), _say, revision), host
+
+    def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
+        spec = ReleaseSpec.from_inputs(news["spec"])
+        old_spec = olds.get("spec") or {}
+        if old_spec.get("app") not in (None, spec.app):
+            raise DeployError("container_name cannot change on a deployed stack: it names the "
+                              "containers this stack owns (destroy the stack first)")
+        d = P.Desired(revision=spec.revision, steps=spec.steps, auto_promote=spec.auto_promote,
+                      retry=spec.retry)
+        action = P.plan(d, recorded_from(olds), _observed_from_record(olds))
+        if action.kind == P.BLOCKED:
+            raise DeployError(f"{spec.image} was rolled back: {action.reason}. Change image_tag, or "
+                              "set `pulumi config set retry true` to analyse it again.")
+        changed = action.kind != P.NOOP or (
+            not old_spec or _public_spec(news["spec"]) != _public_spec(old_spec))
+        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def _run(self, spec_inputs: dict, recorded: dict) -> dict:
+        controller, host = self._controller(spec_inputs)
+        try:
+            state = controller.reconcile(recorded)
+        finally:
+            host.close()
+        return {**_outputs(state), "spec": _public_spec(spec_inputs),
+                "image": ReleaseSpec.from_inputs(spec_inputs).image}
+
+    def create(self, props: dict) -> CreateResult:
+        outs = self._run(props["spec"], {})
+        return CreateResult(id_=props["spec"]["app"], outs=outs)
+
+    def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
+        return UpdateResult(outs=self._run(news["spec"], olds))
+
+    def read(self, id: str, props: dict) -> ReadResult:
+        if not props.get("spec"):
+            return ReadResult(id_=id, outs=props)
+        controller, host = self._controller(props["spec"], revision=props.get("production_revision"))
+        try:
+            outs = controller.refreshed(props)
+        finally:
+            host.close()
+        return ReadResult(id_=id, outs={**outs, **_outputs(outs)})
+
+    def delete(self, id: str, props: dict) -> None:
+        controller, host = self._controller(props["spec"])
+        try:
+            controller.destroy()
+        finally:
+            host.close()
+
+
+class Release(Resource, module="canary", name="Release"):
+    """The app on the host: production, canary, traffic split and the analysis record."""
+
+    phase: pulumi.Output[str]
+    production_image: pulumi.Output[Optional[str]]
+    previous_image: pulumi.Output[Optional[str]]
+    canary_image: pulumi.Output[Optional[str]]
+    canary_weight: pulumi.Output[int]
+    failed_image: pulumi.Output[Optional[str]]
+    failure_reason: pulumi.Output[Optional[str]]
+    message: pulumi.Output[Optional[str]]
+    analysis: pulumi.Output[Any]
+
+    def __init__(self, name: str, spec: pulumi.Input[dict], split_preview: pulumi.Input[str],
+                 environment: str, opts: Optional[pulumi.ResourceOptions] = None):
+        outputs = {k: None for k in OUTPUT_KEYS}
+        super().__init__(ReleaseProvider(), name,
+                         {**outputs, "spec": spec, "split_preview": split_preview,
+                          "environment": environment, "image": None},
+                         opts)
+
+
+class VerdictProvider(ResourceProvider):
+    def _judge(self, props: dict) -> None:
+        if props.get("phase") == P.ROLLED_BACK:
+            raise DeployError(f"canary {props.get('failed_image')} was rolled back: "
+                              f"{props.get('failure_reason')}. Production is unchanged.")
+
+    def create(self, props: dict) -> CreateResult:
+        self._judge(props)
+        return CreateResult(id_="verdict", outs=props)
+
+    def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
+        keys = ("phase", "failed_image", "failure_reason")
+        return DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys))
+
+    def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
+        self._judge(news)
+        return UpdateResult(outs=news)
+
+
+class Verdict(Resource, module="canary", name="Verdict"):
+    """Fails the update, with the reason, when the release was rolled back."""
+
+    def __init__(self, name: str, release: Release, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(VerdictProvider(), name,
+                         {"phase": release.phase, "failed_image": release.failed_image,
+                          "failure_reason": release.failure_reason},
+                         opts)
+

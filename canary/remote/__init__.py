@@ -1,0 +1,1 @@
+"""Operations on the host over SSH: containers, nginx, the host lock."""

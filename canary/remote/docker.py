@@ -1,0 +1,105 @@
+"""Containers on the host, through the Docker CLI over SSH.
+
+Every command is an argument list (quoted in ssh.Host.run). Container environment
+values travel in an env file written over SFTP with mode 600, never on a command line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from .ssh import Host
+
+STATE_DIR = "/var/lib/canary"
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    id: str
+    image: str
+    running: bool
+    status: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    started_at: str = ""
+    restart_count: int = 0
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to run one of the app's containers."""
+
+    name: str
+    image: str
+    host_port: int
+    container_port: int
+    bind_address: str
+    restart_policy: str
+    env: Mapping[str, str]
+    volumes: tuple[str, ...]
+    labels: Mapping[str, str]
+
+    def argv(self, env_file: str) -> list[str]:
+        args = ["docker", "run", "-d", "--name", self.name,
+                "--restart", self.restart_policy,
+                "-p", f"{self.bind_address}:{self.host_port}:{self.container_port}",
+                "--env-file", env_file,
+                # Give the app time to drain in-flight requests on `docker stop`.
+                "--stop-timeout", "30"]
+        for v in self.volumes:
+            args += ["-v", v]
+        for k, v in sorted(self.labels.items()):
+            args += ["--label", f"{k}={v}"]
+        return args + [self.image]
+
+
+def inspect(host: Host, name: str) -> Optional[Container]:
+    status, out, _ = host.run(["docker", "inspect", "--type", "container", name], check=False)
+    if status != 0:
+        return None
+    data = json.loads(out)[0]
+    state = data.get("State", {})
+    return Container(
+        name=data["Name"].lstrip("/"), id=data["Id"][:12], image=data["Config"]["Image"],
+        running=bool(state.get("Running")), status=state.get("Status", ""),
+        labels=data["Config"].get("Labels") or {}, started_at=state.get("StartedAt", ""),
+        restart_count=int(data.get("RestartCount", 0)))
+
+
+def image_exists(host: Host, image: str) -> bool:
+    return host.run(["docker", "image", "inspect", image], check=False)[0] == 0
+
+
+def run(host: Host, spec: Spec) -> Container:
+    app_dir = f"{STATE_DIR}/{spec.labels.get('canary.app', spec.name)}"
+    env_file = f"{app_dir}/{spec.name}.env"
+    host.run(["mkdir", "-p", "-m", "700", app_dir])
+    host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in sorted(spec.env.items())), mode=0o600)
+    host.run(spec.argv(env_file))
+    found = inspect(host, spec.name)
+    if found is None:
+        raise RuntimeError(f"container {spec.name} vanished right after `docker run`")
+    return found
+
+
+def stop_and_remove(host: Host, name: str, timeout: int = 30) -> None:
+    """Stops (SIGTERM, then SIGKILL after `timeout` s: the app drains) and removes."""
+    host.run(["docker", "stop", "-t", str(timeout), name], check=False, timeout=timeout + 60)
+    host.run(["docker", "rm", "-f", name], check=False)
+
+
+def port_holder(host: Host, bind_address: str, port: int) -> Optional[str]:
+    """Who listens on the port already (a process line from ss), or None."""
+    out = host.sh('ss -Htlnp "sport = :$1" 2>/dev/null || true', str(port), check=False)
+    return out.strip() or None
+
+
+def count_log_lines(host: Host, name: str, since: str, needle: str = "ERROR") -> int:
+    out = host.sh('docker logs --since "$1" "$2" 2>&1 | grep -c -- "$3" || true', since, name, needle,
+                  check=False)
+    try:
+        return int(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0

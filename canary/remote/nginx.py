@@ -1,0 +1,74 @@
+"""The traffic split file, changed with nginx's own discipline: `nginx -t` before every
+graceful reload, and the previous file restored when the test fails."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from .ssh import Host, RemoteError
+
+# $1 = target file, $2 = new content already uploaded next to it (or "" to delete).
+_INSTALL = r'''
+f=$1; new=$2
+[ -f "$f" ] && cp -p "$f" "$f.prev-canary"
+if [ -n "$new" ]; then mv "$new" "$f"; else rm -f "$f"; fi
+if out=$(nginx -t 2>&1); then
+    nginx -s reload
+    rm -f "$f.prev-canary"
+else
+    if [ -f "$f.prev-canary" ]; then mv "$f.prev-canary" "$f"; else rm -f "$f"; fi
+    echo "nginx -t rejected the change to $f; previous file restored:" >&2
+    echo "$out" >&2
+    exit 1
+fi
+'''
+
+# Old workers finish their in-flight requests after a graceful reload; wait for them.
+_WAIT_DRAINED = r'''
+end=$(( $(date +%s) + $1 ))
+while pgrep -f "nginx: worker process is shutting down" >/dev/null; do
+    [ "$(date +%s)" -ge "$end" ] && exit 0
+    sleep 0.2
+done
+'''
+
+_HEADER = re.compile(r"^# (\d+) % canary \((\S+) on :\d+\)", re.M)
+
+
+@dataclass(frozen=True)
+class Split:
+    weight: int
+    canary_image: str
+    content: str
+
+
+def install(host: Host, path: str, content: str) -> None:
+    staged = f"/var/lib/canary/{path.strip('/').replace('/', '_')}.staged"
+    host.run(["mkdir", "-p", "/var/lib/canary"])
+    host.write_file(staged, content)
+    try:
+        host.sh(_INSTALL, path, staged)
+    except RemoteError as err:
+        raise RuntimeError(err.stderr.strip() or str(err)) from None
+
+
+def remove(host: Host, path: str) -> None:
+    if read(host, path) is None:
+        return
+    host.sh(_INSTALL, path, "")
+
+
+def read(host: Host, path: str) -> Optional[Split]:
+    content = host.read_file(path)
+    if content is None:
+        return None
+    m = _HEADER.search(content)
+    if not m:  # not ours (e.g. the guide's file): weight unknown
+        return Split(weight=-1, canary_image="", content=content)
+    return Split(weight=int(m.group(1)), canary_image=m.group(2), content=content)
+
+
+def wait_drained(host: Host, timeout: float) -> None:
+    host.sh(_WAIT_DRAINED, str(int(max(timeout, 0))), check=False, timeout=timeout + 30)
