@@ -9,6 +9,7 @@ top of being quoted where they are used.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -256,7 +257,7 @@ def _from_value_or_file(r: _Reader, key: str, read_file: Callable[[str], str], a
 
 
 def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
+    with open(os.path.expanduser(path), encoding="utf-8") as f:
         return f.read()
 
 

@@ -37,6 +37,10 @@ OUTPUT_KEYS = ("phase", "production_image", "production_revision", "previous_ima
                "analysis")
 
 
+# An app that answers its health path with errors this long (s) is not "starting".
+BAD_ANSWERS_GRACE = 15
+
+
 class DeployError(Exception):
     """The update cannot go on; the host is left serving production."""
 
@@ -293,23 +297,38 @@ class Controller:
                       split_config(self.spec.split, weight, self.spec.image))
 
     def _wait_healthy(self, name: str, port: int) -> None:
-        deadline = time.monotonic() + self.spec.startup_timeout
-        url_path = self.spec.health_path
+        """Waits until the container answers its health path with 200.
+
+        An app that does not listen yet is given `startup_timeout` (Odoo takes seconds);
+        one that listens but keeps answering errors for BAD_ANSWERS_GRACE is failed then.
+        """
+        start = time.monotonic()
+        deadline = start + self.spec.startup_timeout
+        threshold = self.spec.analysis.thresholds.error_threshold
+        probes = failures = 0
+        first_bad_answer: Optional[float] = None
         with self.host.forward(port) as local, requests.Session() as session:
-            last = "no answer"
-            while time.monotonic() < deadline:
-                ok, _, last = runner.probe(session, f"http://127.0.0.1:{local}{url_path}", 5)
+            while True:
+                ok, _, last = runner.probe(session, f"http://127.0.0.1:{local}{self.spec.health_path}", 5)
+                probes += 1
                 if ok:
-                    self.log(f"{name} is healthy")
+                    self.log(f"{name} is healthy ({time.monotonic() - start:.1f}s)")
                     return
+                failures += 1
+                now = time.monotonic()
+                answered = last.isdigit()
+                first_bad_answer = (first_bad_answer or now) if answered else None
                 c = docker.inspect(self.host, name)
                 if c is None or not c.running:
                     tail = self.host.run(["docker", "logs", "--tail", "5", name], check=False)
                     raise DeployError(f"container {name} exited before it became healthy: "
                                       f"{(tail[1] + tail[2]).strip()[-300:]}")
+                if now >= deadline or (first_bad_answer and now - first_bad_answer >= BAD_ANSWERS_GRACE):
+                    raise DeployError(
+                        f"{name} never became healthy: {probes - failures}/{probes} health checks of "
+                        f"{self.spec.health_path} answered 200 ({100.0 * failures / probes:.1f}% error rate, "
+                        f"threshold {threshold:g}%) in {now - start:.0f}s; last answer: {last}")
                 time.sleep(1)
-        raise DeployError(f"{name} did not answer {url_path} with 200 within "
-                          f"{self.spec.startup_timeout:g}s (last: {last})")
 
     def _check_port(self, port: int, allow: str) -> None:
         c = docker.inspect(self.host, allow)
