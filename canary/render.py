@@ -83,6 +83,7 @@ def _script(name: str, s: Settings, **values: str) -> str:
     quoted = {k: shlex.quote(v) for k, v in values.items()}
     return _env.get_template(name).render(
         app=s.container_name, state_dir=STATE_DIR, lock_file=shlex.quote(lock_file(s.container_name)),
+        backup_dir=shlex.quote(f"{STATE_DIR}/{s.container_name}"),
         lock_wait=LOCK_WAIT_SECONDS, site_path=shlex.quote(s.site_path),
         split_path=shlex.quote(s.split_path), **quoted)
 

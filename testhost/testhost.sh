@@ -136,10 +136,9 @@ cmd_status() {
 # A clean host for the next test: no app containers, no nginx site or split file.
 cmd_reset() {
     local ids
-    ids=$(docker ps -aq --filter label=canary.app 2>/dev/null; docker ps -aq --filter name='^odoo' 2>/dev/null)
+    ids=$( (docker ps -aq --filter label=canary.app; docker ps -aq --filter name="^odoo") 2>/dev/null | sort -u)
     [ -n "$ids" ] && docker rm -f $ids >/dev/null
-    rm -f /etc/nginx/sites-enabled/canary-* /etc/nginx/sites-available/canary-* \
-        /etc/nginx/conf.d/*-canary.conf /etc/nginx/conf.d/canary-*.conf
+    rm -f /etc/nginx/sites-enabled/odoo* /etc/nginx/conf.d/odoo-canary.conf*
     rm -rf /var/lib/canary
     nginx -t -q && nginx -s reload
 }

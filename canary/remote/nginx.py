@@ -9,16 +9,18 @@ from typing import Optional
 
 from .ssh import Host, RemoteError
 
-# $1 = target file, $2 = new content already uploaded next to it (or "" to delete).
+# $1 = target file, $2 = new content staged outside nginx's directories (or "" to
+# delete), $3 = where to keep the previous file meanwhile.
 _INSTALL = r'''
-f=$1; new=$2
-[ -f "$f" ] && cp -p "$f" "$f.prev-canary"
+f=$1; new=$2; prev=$3
+rm -f "$prev"
+[ -f "$f" ] && cp -p "$f" "$prev"
 if [ -n "$new" ]; then mv "$new" "$f"; else rm -f "$f"; fi
 if out=$(nginx -t 2>&1); then
     nginx -s reload
-    rm -f "$f.prev-canary"
+    rm -f "$prev"
 else
-    if [ -f "$f.prev-canary" ]; then mv "$f.prev-canary" "$f"; else rm -f "$f"; fi
+    if [ -f "$prev" ]; then mv "$prev" "$f"; else rm -f "$f"; fi
     echo "nginx -t rejected the change to $f; previous file restored:" >&2
     echo "$out" >&2
     exit 1
@@ -44,20 +46,31 @@ class Split:
     content: str
 
 
+STAGING = "/var/lib/canary/staging"
+
+
+def _staging(path: str) -> str:
+    return f"{STAGING}/{path.strip('/').replace('/', '_')}"
+
+
 def install(host: Host, path: str, content: str) -> None:
-    staged = f"/var/lib/canary/{path.strip('/').replace('/', '_')}.staged"
-    host.run(["mkdir", "-p", "/var/lib/canary"])
+    staged = _staging(path)
+    host.run(["mkdir", "-p", STAGING])
     host.write_file(staged, content)
-    try:
-        host.sh(_INSTALL, path, staged)
-    except RemoteError as err:
-        raise RuntimeError(err.stderr.strip() or str(err)) from None
+    _swap(host, path, staged)
 
 
 def remove(host: Host, path: str) -> None:
-    if read(host, path) is None:
-        return
-    host.sh(_INSTALL, path, "")
+    if read(host, path) is not None:
+        _swap(host, path, "")
+
+
+def _swap(host: Host, path: str, staged: str) -> None:
+    host.run(["mkdir", "-p", STAGING])
+    try:
+        host.sh(_INSTALL, path, staged, _staging(path) + ".prev")
+    except RemoteError as err:
+        raise RuntimeError(err.stderr.strip() or str(err)) from None
 
 
 def read(host: Host, path: str) -> Optional[Split]:

@@ -1,0 +1,180 @@
+"""End-to-end harness: real `pulumi` CLI (Automation API), real sshd, Docker and nginx on
+the local test host (testhost/testhost.sh). Every test gets a fresh file backend, a
+fresh stack and a clean host."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import requests
+from pulumi import automation as auto
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTHOST = ROOT / "testhost" / "testhost.sh"
+TESTHOST_DIR = Path(os.environ.get("TESTHOST_DIR", "/var/lib/canary-testhost"))
+SITE_URL = "http://127.0.0.1:8088"
+PASSPHRASE = "e2e-tests"
+
+# Fast analysis: a few seconds instead of the guide's 15 minutes.
+BASE_CONFIG = {
+    "host": "127.0.0.1", "ssh_port": "2222", "ssh_user": "root",
+    "ssh_private_key_file": str(TESTHOST_DIR / "id_ed25519"),
+    "ssh_host_key_file": str(TESTHOST_DIR / "ssh_host_ed25519_key.pub"),
+    "image": "canary-demo", "image_tag": "v1", "listen_port": "8088",
+    "monitoring_duration": "6s", "check_interval": "2s", "probes_per_check": "4",
+    "startup_timeout": "30s", "drain_timeout": "1s", "min_requests": "20",
+}
+
+
+def sh(command: str, check: bool = True) -> str:
+    """Runs a command on the test host (this machine) as an operator would by hand."""
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command!r} failed: {result.stderr or result.stdout}")
+    return result.stdout
+
+
+def reset_host() -> None:
+    sh(f"bash {TESTHOST} reset")
+
+
+def containers() -> dict[str, str]:
+    """name -> image of every container of the app."""
+    out = sh("docker ps -a --format '{{.Names}} {{.Image}} {{.ID}}'")
+    return {line.split()[0]: line.split()[1] for line in out.splitlines()
+            if line.split() and line.split()[0].startswith("odoo")}
+
+
+def container_id(name: str) -> Optional[str]:
+    out = sh(f"docker inspect -f '{{{{.Id}}}}' {name} 2>/dev/null", check=False).strip()
+    return out or None
+
+
+def split_exists() -> bool:
+    return Path("/etc/nginx/conf.d/odoo-canary.conf").exists()
+
+
+def ssh_commands() -> int:
+    """Commands sshd ran on the test host so far (one per session)."""
+    log = TESTHOST_DIR / "sshd.log"
+    return log.read_text().count("Starting session:") if log.exists() else 0
+
+
+def served_versions(n: int = 100, **kw) -> Counter:
+    c: Counter = Counter()
+    for _ in range(n):
+        r = requests.get(SITE_URL + "/", timeout=5, **kw)
+        c[r.text.split(":")[0] if r.ok else str(r.status_code)] += 1
+    return c
+
+
+class Load:
+    """A small load generator against nginx while an update runs: it counts statuses."""
+
+    def __init__(self, rate: float = 40.0, post_every: int = 4):
+        self.rate, self.post_every = rate, post_every
+        self.statuses: Counter = Counter()
+        self.backends: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        i = 0
+        with requests.Session() as s:
+            while not self._stop.is_set():
+                i += 1
+                try:
+                    if i % self.post_every == 0:
+                        r = s.post(SITE_URL + "/web/dataset/call", data=b"x" * 64, timeout=10)
+                    else:
+                        r = s.get(SITE_URL + f"/page/{i}", timeout=10)
+                    self.statuses[r.status_code] += 1
+                    self.backends[r.headers.get("X-Canary-Backend", "")] += 1
+                except requests.RequestException as err:
+                    self.statuses[type(err).__name__] += 1
+                s.cookies.clear()  # every request a new client
+                time.sleep(1 / self.rate)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def failures(self) -> int:
+        return sum(n for k, n in self.statuses.items() if k != 200)
+
+
+class Deployment:
+    """One stack of the project, driven through the real CLI."""
+
+    def __init__(self, workdir: Path, name: str = "e2e", config: Optional[dict] = None):
+        self.workdir = workdir
+        backend = workdir / "state"
+        backend.mkdir(parents=True, exist_ok=True)
+        project = workdir / "project"
+        project.mkdir(exist_ok=True)
+        # The repo's program, run from a scratch project dir so stack files stay out of it.
+        (project / "Pulumi.yaml").write_text(
+            "name: canary\nruntime:\n  name: python\n  options:\n"
+            f"    virtualenv: {ROOT / '.venv'}\nmain: {ROOT}\n")
+        self.env = {
+            "PULUMI_BACKEND_URL": f"file://{backend}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "1",
+            "PYTHONPATH": str(ROOT),
+            "PATH": os.environ["PATH"],
+        }
+        self.project = project
+        self.log: list[str] = []
+        self.stack = auto.create_or_select_stack(
+            stack_name=name, work_dir=str(project),
+            opts=auto.LocalWorkspaceOptions(env_vars=self.env))
+        self.set(**{**BASE_CONFIG, **(config or {})})
+
+    def set(self, **values) -> None:
+        self.stack.set_all_config({f"canary:{k}": auto.ConfigValue(value=str(v)) for k, v in values.items()})
+
+    def set_secret(self, key: str, value: str) -> None:
+        self.stack.set_config(f"canary:{key}", auto.ConfigValue(value=value, secret=True), path=True)
+
+    def up(self, **kw) -> auto.UpResult:
+        return self.stack.up(on_output=self._out, **kw)
+
+    def preview(self, **kw) -> auto.PreviewResult:
+        return self.stack.preview(on_output=self._out, **kw)
+
+    def refresh(self, **kw) -> auto.RefreshResult:
+        return self.stack.refresh(on_output=self._out, **kw)
+
+    def destroy(self) -> None:
+        self.stack.destroy(on_output=self._out)
+
+    def outputs(self) -> dict:
+        return {k: v.value for k, v in self.stack.outputs().items()}
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """The CLI itself, as a user types it in the project directory."""
+        r = subprocess.run(["pulumi", *args, "--stack", "e2e", "--non-interactive"],
+                           cwd=self.project, env={**os.environ, **self.env},
+                           capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def export(self) -> str:
+        return json.dumps(self.stack.export_stack().deployment)
+
+    def _out(self, line: str) -> None:
+        self.log.append(line)
+        print(line)

@@ -1,0 +1,11 @@
+from .harness import containers, split_exists, served_versions
+
+
+def test_first_deploy_on_empty_host(deployment):
+    deployment.up()
+    out = deployment.outputs()
+    assert out["phase"] == "promoted"
+    assert out["production_image"] == "canary-demo:v1"
+    assert containers() == {"odoo": "canary-demo:v1"}
+    assert not split_exists()
+    assert served_versions(20) == {"canary-demo v1": 20}
