@@ -155,7 +155,8 @@ class Deployment:
         return self.stack.preview(on_output=self._out, **kw)
 
     def refresh(self, **kw) -> auto.RefreshResult:
-        return self.stack.refresh(on_output=self._out, **kw)
+        # --run-program: the stack outputs are refreshed too, not only the resources.
+        return self.stack.refresh(on_output=self._out, run_program=True, **kw)
 
     def destroy(self) -> None:
         self.stack.destroy(on_output=self._out)

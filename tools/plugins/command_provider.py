@@ -15,6 +15,7 @@ import os
 import secrets
 import shlex
 import sys
+import threading
 import time
 import traceback
 from concurrent import futures
@@ -219,7 +220,21 @@ class CommandProvider(provider_pb2_grpc.ResourceProviderServicer):
                                          inputs=request.inputs)
 
 
+def exit_with_parent() -> None:
+    """Plugins of a CLI that died must not linger (or act on a host) on their own."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
+    exit_with_parent()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     provider_pb2_grpc.add_ResourceProviderServicer_to_server(CommandProvider(), server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import threading
 from concurrent import futures
 
 import grpc
@@ -137,7 +139,21 @@ def _python_version(python: str) -> str:
     return out.stdout.strip().replace("Python ", "")
 
 
+def exit_with_parent() -> None:
+    """Plugins of a CLI that died must not linger (or act on a host) on their own."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
+    exit_with_parent()
     engine_address = next((a for a in reversed(sys.argv[1:]) if not a.startswith("-")), "")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
                          options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
