@@ -87,7 +87,7 @@ def _rate_rule(what: str, failures: int, total: int, planned: Optional[int], thr
     rate = 100.0 * failures / total if total else 0.0
     desc = f"{what} error rate {rate:.1f}% ({failures}/{total}) above the {threshold:g}% threshold"
     if planned and failures > t * planned:
-        return f"{what}: {failures} failures already exceed {threshold:g}% of the {planned} planned"
+        return desc + f": already more than {threshold:g}% of all {planned} planned, whatever the rest do"
     if total >= 20 and wilson_bounds(failures, total, EARLY_STOP_Z)[0] > t:
         return desc + " (99.9% confidence)"
     if final and total and rate > threshold:

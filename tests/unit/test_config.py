@@ -1,0 +1,105 @@
+import pytest
+import yaml
+
+from canary.config import ConfigError, load, parse_duration
+from tests.e2e.harness import ROOT
+
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIItacbEdtqXT2Ea9U7i3NjqphXIndLeHps5lhqc6CTA1"
+BASE = {"image": "odoo-erp", "image_tag": "prod-abc1234", "host": "165.227.10.178",
+        "ssh_private_key": KEY, "ssh_host_key": HOST_KEY}
+
+
+def settings(**over):
+    values = {**BASE, **over}
+    return load(lambda k: values.get(k), "test")
+
+
+def problems(**over):
+    with pytest.raises(ConfigError) as err:
+        settings(**over)
+    return str(err.value)
+
+
+def test_the_guides_defaults_and_units():
+    s = settings()
+    assert (s.canary_percentage, s.monitoring_duration, s.error_threshold, s.auto_promote,
+            s.check_interval) == (10, 900.0, 5.0, True, 30.0)
+    assert (s.stable_port, s.canary_port, s.health_path, s.container_name) == (8069, 8070, "/web/health", "odoo")
+    assert s.split_path == "/etc/nginx/conf.d/odoo-canary.conf"
+    assert s.full_image == "odoo-erp:prod-abc1234"
+    assert s.steps == (10,)
+
+
+@pytest.mark.parametrize("raw,seconds", [("15", 900), (15, 900), ("90s", 90), ("2m", 120),
+                                         ("1h", 3600), ("0.5", 30), ("500ms", 0.5)])
+def test_durations(raw, seconds):
+    assert parse_duration(raw, "m") == seconds
+
+
+def test_error_threshold_is_percent():
+    assert settings(error_threshold="0.5").error_threshold == 0.5
+    assert settings(error_threshold="5").error_threshold == 5
+
+
+@pytest.mark.parametrize("key,value", [
+    ("canary_percentage", "-1"), ("canary_percentage", "101"), ("canary_percentage", "abc"),
+    ("canary_percentage", "10.5"), ("image_tag", "v1;rm -rf /"), ("image_tag", "$(id)"),
+    ("image_tag", "`id`"), ("image_tag", "a|b"), ("image_tag", "a\nb"), ("image_tag", "x" * 129),
+    ("image", "Odoo"), ("monitoring_duration", "0"), ("monitoring_duration", "fast"),
+    ("check_interval", "-3"), ("error_threshold", "101"), ("auto_promote", "yes please"),
+    ("host", "a b"), ("host", "$(id)"), ("ssh_port", "0"), ("ssh_user", "root;id"),
+    ("ssh_host_key", "AAAA"), ("health_path", "web/health"), ("health_path", "/a b"),
+    ("container_name", "odoo&&id"), ("restart_policy", "sometimes"), ("server_name", "a;b"),
+    ("nginx_sites_dir", "../etc"), ("routing", "random"), ("volumes", ["/a:/b:rx"]),
+    ("canary_steps", [50, 10]), ("canary_steps", [0, 10]), ("env", {"BAD-NAME": "x"}),
+    ("env", {"A": "line1\nline2"}), ("canary_port", "8069"), ("image_tag", ""),
+])
+def test_bad_values_name_the_key(key, value):
+    assert f"canary:{key}" in problems(**{key: value})
+
+
+def test_all_problems_are_reported_at_once():
+    text = problems(canary_percentage="101", image_tag="v1;x", host="a b")
+    assert text.count("canary:") == 3
+
+
+def test_secrets_are_never_echoed_in_errors():
+    text = problems(ssh_private_key="secret-not-a-key-123")
+    assert "secret-not-a-key-123" not in text
+
+
+def test_required_keys():
+    values = {"image": "odoo-erp"}
+    with pytest.raises(ConfigError) as err:
+        load(lambda k: values.get(k), "test")
+    for key in ("image_tag", "host", "ssh_host_key", "ssh_private_key"):
+        assert f"canary:{key}" in str(err.value)
+
+
+def test_key_files_are_read_with_the_given_reader():
+    values = {**BASE, "ssh_private_key": None, "ssh_private_key_file": "~/.ssh/k",
+              "ssh_host_key": None, "ssh_host_key_file": "/keys/host.pub"}
+    files = {"~/.ssh/k": KEY, "/keys/host.pub": HOST_KEY + " root@droplet\n"}
+    s = load(lambda k: values.get(k), "test", read_file=files.__getitem__)
+    assert s.host_key == HOST_KEY and s.private_key == KEY
+
+
+def test_production_stack_file_is_valid():
+    """Pulumi.production.yaml, through the program's own config code, without the host."""
+    doc = yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())["config"]
+    values = {k.split(":", 1)[1]: v for k, v in doc.items()}
+    s = load(values.get, "production", read_file=lambda path: KEY)
+    assert s.host == "165.227.10.178" and s.container_name == "odoo"
+    assert s.site_path == "/etc/nginx/sites-enabled/odoo"
+    assert s.split_path == "/etc/nginx/conf.d/odoo-canary.conf"
+    assert (s.canary_percentage, s.monitoring_duration, s.error_threshold, s.auto_promote) == (10, 900, 5, True)
+    assert s.canary_env == {"PGDATABASE": "odoo_canary"}
+    assert s.metric_max == 80
+
+
+def test_local_stack_file_is_valid():
+    doc = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]
+    values = {k.split(":", 1)[1]: v for k, v in doc.items()}
+    s = load(values.get, "local", read_file=lambda path: KEY if "id_" in path else HOST_KEY)
+    assert s.host == "127.0.0.1" and s.ssh_port == 2222

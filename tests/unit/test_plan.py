@@ -1,0 +1,94 @@
+"""The release's decision logic, case by case (pure)."""
+
+from canary import plan as P
+
+V1, V2, BAD = "app:v1#a", "app:v2#a", "app:bad#a"
+
+
+def desired(rev=V2, steps=(10,), auto=True, retry=False):
+    return P.Desired(revision=rev, steps=steps, auto_promote=auto, retry=retry)
+
+
+def host(prod=V1, running=True, canary=None, canary_running=True, split=None):
+    return P.Observed(production_revision=prod, production_running=running, canary_revision=canary,
+                      canary_running=canary_running, split_weight=split)
+
+
+def test_empty_host_deploys_straight_to_production():
+    assert P.plan(desired(), P.Recorded(), host(prod=None)).kind == P.DEPLOY
+
+
+def test_nothing_to_do_when_production_runs_it():
+    assert P.plan(desired(V1), P.Recorded(), host()).kind == P.NOOP
+
+
+def test_leftover_canary_is_cleaned_up():
+    assert P.plan(desired(V1), P.Recorded(), host(canary=V2, split=10)).kind == P.CLEANUP
+
+
+def test_new_revision_is_analysed_at_its_steps():
+    a = P.plan(desired(steps=(10, 25, 50)), P.Recorded(), host())
+    assert (a.kind, a.steps, a.reuse_canary) == (P.ANALYSE, (10, 25, 50), False)
+
+
+def test_rolled_back_revision_is_blocked_until_retry():
+    r = P.Recorded(phase=P.ROLLED_BACK, failed_revision=BAD, failure_reason="5xx 40%")
+    a = P.plan(desired(BAD), r, host())
+    assert (a.kind, a.reason) == (P.BLOCKED, "5xx 40%")
+    assert P.plan(desired(BAD, retry=True), r, host()).kind == P.ANALYSE
+    assert P.plan(desired(V2), r, host()).kind == P.ANALYSE
+
+
+def test_previous_revision_is_an_instant_rollback():
+    r = P.Recorded(phase=P.PROMOTED, previous_revision=V1)
+    assert P.plan(desired(V1), r, host(prod=V2)).kind == P.REPLACE
+
+
+def test_percentage_zero_aborts_a_canary_and_is_otherwise_nothing():
+    assert P.plan(desired(steps=(0,)), P.Recorded(), host(canary=V2, split=10)).kind == P.ABORT
+    assert P.plan(desired(steps=(0,)), P.Recorded(), host()).kind == P.NOOP
+
+
+def test_percentage_hundred_promotes_without_analysis():
+    assert P.plan(desired(steps=(100,)), P.Recorded(), host()).kind == P.REPLACE
+
+
+def held(weight=10, passed=10, phase=P.HOLDING):
+    return P.Recorded(phase=phase, canary_revision=V2, canary_weight=weight, passed_weight=passed)
+
+
+def test_held_canary_stays_held():
+    assert P.plan(desired(auto=False), held(), host(canary=V2, split=10)).kind == P.NOOP
+
+
+def test_held_canary_is_promoted_without_new_analysis():
+    assert P.plan(desired(auto=True), held(), host(canary=V2, split=10)).kind == P.PROMOTE
+
+
+def test_more_traffic_reanalyses_the_same_canary():
+    a = P.plan(desired(steps=(25,), auto=False), held(), host(canary=V2, split=10))
+    assert (a.kind, a.steps, a.reuse_canary) == (P.ANALYSE, (25,), True)
+
+
+def test_less_traffic_only_reroutes():
+    a = P.plan(desired(steps=(10,), auto=False), held(25, 25), host(canary=V2, split=25))
+    assert (a.kind, a.steps) == (P.ROUTE, (10,))
+
+
+def test_inconclusive_canary_is_analysed_again():
+    a = P.plan(desired(auto=True), held(phase=P.INCONCLUSIVE, passed=0), host(canary=V2, split=10))
+    assert (a.kind, a.reuse_canary) == (P.ANALYSE, True)
+
+
+def test_interrupted_analysis_reuses_the_running_canary():
+    a = P.plan(desired(), P.Recorded(phase="interrupted", canary_revision=V2), host(canary=V2, split=10))
+    assert (a.kind, a.reuse_canary) == (P.ANALYSE, True)
+
+
+def test_crashed_canary_is_replaced():
+    a = P.plan(desired(), held(), host(canary=V2, canary_running=False, split=10))
+    assert (a.kind, a.reuse_canary) == (P.ANALYSE, False)
+
+
+def test_stopped_production_is_restarted():
+    assert P.plan(desired(V1), P.Recorded(), host(running=False)).kind == P.REPLACE

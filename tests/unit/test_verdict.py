@@ -1,0 +1,84 @@
+"""The canary verdict (pure): fail fast when certain, pass only at the end."""
+
+from canary.analysis.traffic import Backend, parse
+from canary.analysis.verdict import (CONTINUE, FAIL, INCONCLUSIVE, PASS, Evidence, Thresholds, judge)
+
+TH = Thresholds(error_threshold=5, max_response_time=2, latency_factor=2, min_requests=50,
+                max_error_logs_per_minute=10)
+
+
+def evidence(ok, failed, planned=300, **kw):
+    e = Evidence(planned_probes=planned, **kw)
+    for _ in range(ok):
+        e.add_probe(True, 0.01)
+    for _ in range(failed):
+        e.add_probe(False, 0.01)
+    e.add_probe(True, 0.01)  # breaks any run of failures
+    return e
+
+
+def test_healthy_canary_passes_only_at_the_end():
+    e = evidence(290, 5)
+    assert judge(e, TH, final=False).status == CONTINUE
+    v = judge(e, TH, final=True)
+    assert v.status == PASS and "health checks alone" in v.reason
+
+
+def test_three_consecutive_failures_fail_fast():
+    e = Evidence(planned_probes=300)
+    for _ in range(3):
+        e.add_probe(False, 5.0)
+    assert judge(e, TH, final=False).status == FAIL
+
+
+def test_failure_certain_before_the_end():
+    e = evidence(10, 16)  # 16 > 5% of 300 planned
+    v = judge(e, TH, final=False)
+    assert v.status == FAIL and "planned" in v.reason
+
+
+def test_final_rate_above_threshold_fails_with_rate_checks_and_threshold():
+    e = evidence(20, 2, planned=23)
+    v = judge(e, TH, final=True)
+    assert v.status == FAIL and "threshold" in v.reason and "/23" in v.reason
+
+
+def test_too_little_evidence_is_inconclusive():
+    e = Evidence(planned_probes=2)
+    e.add_probe(True, 0.01)
+    assert judge(e, TH, final=True).status == INCONCLUSIVE
+
+
+def test_real_traffic_errors_fail_the_canary():
+    e = evidence(100, 0)
+    e.canary = Backend(requests=200, errors=60, latencies=[0.01] * 200)
+    v = judge(e, TH, final=False)
+    assert v.status == FAIL and "real traffic" in v.reason
+
+
+def test_slow_canary_fails_on_latency_against_stable():
+    e = evidence(100, 0)
+    e.canary = Backend(requests=100, latencies=[0.6] * 100)
+    e.stable = Backend(requests=900, latencies=[0.01] * 900)
+    v = judge(e, TH, final=False)
+    assert v.status == FAIL and "p95" in v.reason
+
+
+def test_error_logs_and_metric():
+    e = evidence(50, 0, minutes=2.0, error_logs=30)
+    assert "ERROR log lines" in judge(e, TH, final=False).reason
+    th = Thresholds(**{**TH.__dict__, "metric_max": 80})
+    e = evidence(50, 0, metric=93.0)
+    assert "metric" in judge(e, th, final=False).reason
+
+
+def test_access_log_attributes_retries_to_each_backend():
+    lines = "\n".join([
+        '{"upstream":"127.0.0.1:8070","status":"200","urt":"0.010"}',
+        '{"upstream":"127.0.0.1:8070, 127.0.0.1:8069","status":"502, 200","urt":"0.000, 0.020"}',
+        '{"upstream":"127.0.0.1:8069","status":"500","urt":"0.5"}',
+        'not json',
+    ])
+    stats = parse(lines, 8069, 8070)
+    assert (stats["canary"].requests, stats["canary"].errors) == (2, 1)
+    assert (stats["stable"].requests, stats["stable"].errors) == (2, 1)
