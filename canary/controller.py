@@ -252,6 +252,7 @@ class Controller:
             self._start("canary")
             return True
         except DeployError as err:
+            self._set(analysis={"decision": "fail", "reason": str(err), "weight": 0})
             self._rollback(str(err))
             return False
 
