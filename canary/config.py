@@ -420,6 +420,10 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
     if (metric_command is None) != (metric_max is None) and not r.problems:
         r.problems.append("canary:metric_command and canary:metric_max go together: set both or neither")
 
+    webhook = r.get("notify_webhook")
+    if webhook not in (None, "") and not re.match(r"^https?://[^\s'\"]+$", str(webhook)):
+        r.problems.append("canary:notify_webhook is not allowed: an http(s) URL of a Slack-compatible "
+                          "incoming webhook (set it with --secret)")
     probe_url = r.value("probe_url", _matches(re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9_./~%-]*)?$")),
                         "an http(s) URL of the app's root on this machine's network, e.g. "
                         "http://10.0.0.5:8070 (default: probes go through an SSH tunnel)", None)

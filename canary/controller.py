@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from typing import Callable, Optional
 import requests
 
 from . import plan as P
-from .analysis import runner
+from .analysis import report, runner
 from .analysis.verdict import FAIL, INCONCLUSIVE
+from .notify import Notifier
 from .remote import docker, nginx
 from .remote.lock import HostLock
 from .remote.ssh import Host
@@ -78,13 +80,16 @@ def _image_of(revision: Optional[str]) -> Optional[str]:
 
 class Controller:
     def __init__(self, host: Host, spec: ReleaseSpec, log: Callable[[str], None],
-                 revision: Optional[str] = None):
+                 revision: Optional[str] = None, notifier: Optional[Notifier] = None):
         self.host, self.spec, self.log = host, spec, log
+        self.notify = notifier or Notifier(None, spec.stack, spec.app, log)
         # The spec's own revision, unless the caller knows it better (a refresh only has
         # the recorded spec, without the container env the revision digests).
         self.desired_revision = revision or spec.revision
         self.state: dict = {}
         self.promoting = False
+        # Analysis reports (JSON + HTML) go here, on the machine running Pulumi.
+        self.report_dir = os.environ.get("CANARY_REPORT_DIR", "reports")
 
     # -- observation ------------------------------------------------------------------
     def observe(self) -> HostState:
@@ -215,13 +220,16 @@ class Controller:
             self._route_to_canary(weight)
             self._set(canary_weight=weight)
             result = runner.analyse(self.host, self.spec, weight, self.log)
-            self._set(analysis=result.summary())
+            summary = result.summary()
+            self._set(analysis=summary)
+            self._report(summary)
             if result.verdict.status == FAIL:
                 self._rollback(result.verdict.reason)
                 return
             if result.verdict.status == INCONCLUSIVE:
                 self._set(phase=P.INCONCLUSIVE, passed_weight=passed,
                           message=f"holding {self.spec.image} at {weight}%: {result.verdict.reason}")
+                self.notify.send("inconclusive", self.state["message"], summary)
                 return
             passed = weight
             self._set(passed_weight=passed)
@@ -231,6 +239,7 @@ class Controller:
         else:
             self._set(phase=P.HOLDING, message=f"holding {self.spec.image} at {passed}% for manual "
                                                "promotion (auto_promote is false)")
+            self.notify.send("holding", self.state["message"], self.state.get("analysis"))
 
     # -- procedures -----------------------------------------------------------------------
     def _start(self, role: str) -> docker.Container:
@@ -250,6 +259,9 @@ class Controller:
         self._check_port(self.spec.canary_port, allow=f"{self.spec.app}-canary")
         try:
             self._start("canary")
+            self.notify.send("started", f"canary {self.spec.image} started; analysing at "
+                             f"{', '.join(f'{w}%' for w in self.spec.steps)} for "
+                             f"{self.spec.analysis.duration:g}s per step")
             return True
         except DeployError as err:
             self._set(analysis={"decision": "fail", "reason": str(err), "weight": 0})
@@ -278,6 +290,7 @@ class Controller:
         self._set(phase=P.PROMOTED, canary_revision=None, canary_image=None, canary_weight=0,
                   passed_weight=0, message=f"promoted {self.spec.image}: {reason}")
         self._set_production(self.spec.revision)
+        self.notify.send("promoted", self.state["message"], self.state.get("analysis"))
 
     def _rollback(self, reason: str) -> None:
         self.log(f"ROLLING BACK {self.spec.image}: {reason}")
@@ -285,6 +298,8 @@ class Controller:
         self._set(phase=P.ROLLED_BACK, canary_revision=None, canary_image=None, canary_weight=0,
                   passed_weight=0, failed_revision=self.spec.revision, failed_image=self.spec.image,
                   failure_reason=reason, message=f"rolled back {self.spec.image}: {reason}")
+        self.notify.send("rolled_back", f"{self.state['message']}. Production is unchanged.",
+                         self.state.get("analysis"))
 
     def _remove_canary(self) -> None:
         """Traffic back to production first; the canary stops after nginx drained."""
@@ -339,6 +354,17 @@ class Controller:
         if holder:
             raise DeployError(f"port {port} on the host is already taken ({holder.split()[-1][:120]}); "
                               f"free it or choose another port in the stack config")
+
+    def _report(self, summary: dict) -> None:
+        if not self.report_dir:
+            return
+        try:
+            path = report.write(self.report_dir, self.spec.stack, self.spec.image, summary,
+                                outcome=summary["decision"],
+                                threshold=self.spec.analysis.thresholds.error_threshold)
+            self.log(f"analysis report: {path} (and .html)")
+        except OSError as err:
+            self.log(f"could not write the analysis report: {err}")
 
     def _best_effort(self, fn) -> None:
         try:

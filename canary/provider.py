@@ -30,6 +30,7 @@ from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResu
 from . import plan as P
 from .config import ConfigError, load_target
 from .controller import OUTPUT_KEYS, Controller, DeployError, recorded_from
+from .notify import Notifier
 from .remote.ssh import Host
 from .spec import ReleaseSpec
 
@@ -89,6 +90,7 @@ class ReleaseProvider(ResourceProvider):
         super().__init__()
         self.target = None
         self.target_error: Optional[str] = None
+        self.webhook: Optional[str] = None
 
     def configure(self, req: ConfigureRequest) -> None:
         # Errors reach the user as the exception's text: a message, not a stack trace.
@@ -97,6 +99,7 @@ class ReleaseProvider(ResourceProvider):
             self.target = load_target(req.config.get)
         except ConfigError as err:
             self.target_error = str(err)
+        self.webhook = req.config.get("notify_webhook") or None
         _exit_with_parent()
 
     def _host(self) -> Host:
@@ -106,7 +109,9 @@ class ReleaseProvider(ResourceProvider):
 
     def _controller(self, spec_inputs: dict, revision: Optional[str] = None) -> tuple[Controller, Host]:
         host = self._host()
-        return Controller(host, ReleaseSpec.from_inputs(spec_inputs), _say, revision), host
+        spec = ReleaseSpec.from_inputs(spec_inputs)
+        notifier = Notifier(self.webhook, spec.stack, spec.app, _say)
+        return Controller(host, spec, _say, revision, notifier), host
 
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
         spec = ReleaseSpec.from_inputs(news["spec"])

@@ -11,6 +11,7 @@
 //	FAIL_PERCENT    percent of other requests answered 500 (default 0)
 //	DELAY_MS        added latency of every response (default 0)
 //	STARTUP_DELAY   wait before listening, e.g. "3s" (default 0)
+//	FAIL_AFTER      from this long after start, fail health and every page (e.g. "20s")
 //	PORT            port to listen on (default 8069)
 package main
 
@@ -44,6 +45,9 @@ func main() {
 	if port == "" {
 		port = "8069"
 	}
+	started := time.Now()
+	failAfter, _ := time.ParseDuration(os.Getenv("FAIL_AFTER"))
+	failing := func() bool { return failAfter > 0 && time.Since(started) > failAfter }
 	if d, err := time.ParseDuration(os.Getenv("STARTUP_DELAY")); err == nil && d > 0 {
 		log.Printf("INFO starting %s: warming up for %s", version, d)
 		time.Sleep(d)
@@ -53,14 +57,18 @@ func main() {
 	mux.HandleFunc("/web/health", func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(delay)
 		w.Header().Set("X-App-Version", version)
-		w.WriteHeader(healthStatus)
-		fmt.Fprintf(w, "{\"status\": %d, \"version\": %q}\n", healthStatus, version)
+		status := healthStatus
+		if failing() {
+			status = http.StatusInternalServerError
+		}
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "{\"status\": %d, \"version\": %q}\n", status, version)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		time.Sleep(delay)
 		w.Header().Set("X-App-Version", version)
-		if failPercent > 0 && rand.IntN(100) < failPercent {
+		if failing() || (failPercent > 0 && rand.IntN(100) < failPercent) {
 			log.Printf("ERROR %s %s failed in version %s", r.Method, r.URL.Path, version)
 			http.Error(w, "internal error in "+version, http.StatusInternalServerError)
 			return

@@ -82,6 +82,7 @@ class Load:
         self.rate, self.post_every = rate, post_every
         self.statuses: Counter = Counter()
         self.backends: Counter = Counter()
+        self.events: list[tuple[float, object, str]] = []  # (time, status, X-Canary-Backend)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -95,10 +96,13 @@ class Load:
                         r = s.post(SITE_URL + "/web/dataset/call", data=b"x" * 64, timeout=10)
                     else:
                         r = s.get(SITE_URL + f"/page/{i}", timeout=10)
+                    backend = r.headers.get("X-Canary-Backend", "")
                     self.statuses[r.status_code] += 1
-                    self.backends[r.headers.get("X-Canary-Backend", "")] += 1
+                    self.backends[backend] += 1
+                    self.events.append((time.time(), r.status_code, backend))
                 except requests.RequestException as err:
                     self.statuses[type(err).__name__] += 1
+                    self.events.append((time.time(), type(err).__name__, ""))
                 s.cookies.clear()  # every request a new client
                 time.sleep(1 / self.rate)
 
@@ -133,6 +137,7 @@ class Deployment:
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_SKIP_UPDATE_CHECK": "1",
             "PYTHONPATH": str(ROOT),
+            "CANARY_REPORT_DIR": str(workdir / "reports"),
             "PATH": os.environ["PATH"],
         }
         self.project = project

@@ -10,6 +10,8 @@ import logging
 import os
 import runpy
 import sys
+import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,7 +31,21 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
+def exit_with_parent() -> None:
+    """A program whose language host (and so whose CLI) died must not go on running."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv) -> int:
+    exit_with_parent()
     args = parse_args(argv)
     pulumi.runtime.set_all_config(pulumi.runtime.get_config_env(),
                                   pulumi.runtime.get_config_secret_keys_env())
