@@ -120,7 +120,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-    [ -s "$TESTHOST_DIR/sshd.pid" ] && kill "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null || true
+    if [ -s "$TESTHOST_DIR/sshd.pid" ]; then kill "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null || true; fi
     nginx -s quit 2>/dev/null || true
 }
 
@@ -136,8 +136,8 @@ cmd_status() {
 # A clean host for the next test: no app containers, no nginx site or split file.
 cmd_reset() {
     local ids
-    ids=$( (docker ps -aq --filter label=canary.app; docker ps -aq --filter name="^odoo") 2>/dev/null | sort -u)
-    [ -n "$ids" ] && docker rm -f $ids >/dev/null
+    mapfile -t ids < <( (docker ps -aq --filter label=canary.app; docker ps -aq --filter name="^odoo") 2>/dev/null | sort -u)
+    if [ ${#ids[@]} -gt 0 ]; then docker rm -f "${ids[@]}" >/dev/null; fi
     rm -f /etc/nginx/sites-enabled/odoo* /etc/nginx/conf.d/odoo-canary.conf*
     rm -rf /var/lib/canary
     nginx -t -q && nginx -s reload

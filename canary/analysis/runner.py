@@ -91,10 +91,13 @@ def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], Non
     log(f"analysing {spec.image} at {weight}% for {a.duration:g}s: {checks} checks every {a.interval:g}s, "
         f"{a.probes_per_check} probe(s) each; threshold {a.thresholds.error_threshold:g}%")
     tunnel = nullcontext(None) if spec.probe_url else host.forward(spec.canary_port)
+    # One probe of stable per check: the latency baseline the canary is compared with.
+    baseline = host.forward(spec.stable_port)
     verdict = Verdict(CONTINUE, "")
-    with tunnel as local_port, requests.Session() as session:
+    with tunnel as local_port, baseline as stable_port, requests.Session() as session:
         base = spec.probe_url.rstrip("/") if spec.probe_url else f"http://127.0.0.1:{local_port}"
         url = base + spec.health_path
+        stable_url = f"http://127.0.0.1:{stable_port}{spec.health_path}"
         for i in range(1, checks + 1):
             last = ""
             for j in range(a.probes_per_check):
@@ -106,6 +109,9 @@ def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], Non
                 evidence.add_probe(ok, seconds)
                 if evidence.consecutive_failures >= a.thresholds.max_consecutive_failures:
                     break
+            ok, seconds, _ = probe(session, stable_url, timeout)
+            if ok:
+                evidence.stable_probe_latencies.append(seconds)
             stats = traffic.parse(access.new_lines(), spec.stable_port, spec.canary_port)
             evidence.canary.merge(stats["canary"])
             evidence.stable.merge(stats["stable"])

@@ -13,7 +13,7 @@ Rules, in order (thresholds from the stack config; the guide's defaults):
   3. real traffic (nginx access log): the canary's 5xx rate, judged like the probes
      once `min_requests` were seen;
   4. latency: probe p95 or the canary's real-traffic p95 above `max_response_time`,
-     or the canary's p95 worse than `latency_factor` x the stable's;
+     or the canary's p95 (probes, real traffic) worse than `latency_factor` x stable's;
   5. ERROR lines in the canary's container log above `max_error_logs_per_minute`;
   6. the host metric command printed a number above `metric_max`.
 """
@@ -54,6 +54,7 @@ class Evidence:
     probe_failures: int = 0
     consecutive_failures: int = 0
     probe_latencies: list[float] = field(default_factory=list)
+    stable_probe_latencies: list[float] = field(default_factory=list)  # baseline
     canary: Backend = field(default_factory=Backend)
     stable: Backend = field(default_factory=Backend)
     error_logs: int = 0
@@ -116,6 +117,11 @@ def judge(e: Evidence, th: Thresholds, final: bool) -> Verdict:
         p95 = percentile(e.probe_latencies, 95)
         if p95 > th.max_response_time:
             return Verdict(FAIL, f"health check p95 response time {p95:.2f}s above {th.max_response_time:g}s")
+        if len(e.stable_probe_latencies) >= MIN_PROBES_TO_JUDGE:
+            s95 = percentile(e.stable_probe_latencies, 95)
+            if p95 > LATENCY_FLOOR and p95 > th.latency_factor * max(s95, 0.001):
+                return Verdict(FAIL, f"health check p95 latency {p95 * 1000:.0f}ms is more than "
+                                     f"{th.latency_factor:g}x stable's {s95 * 1000:.0f}ms")
     if judged_traffic:
         c95 = e.canary.p(95)
         if c95 > th.max_response_time:

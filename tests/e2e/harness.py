@@ -179,7 +179,8 @@ class Deployment:
         return r
 
     def export(self) -> str:
-        return json.dumps(self.stack.export_stack().deployment)
+        """`pulumi stack export` as a user runs it (secrets stay encrypted)."""
+        return self.cli("stack", "export").stdout
 
     def _out(self, line: str) -> None:
         self.log.append(line)

@@ -118,3 +118,16 @@ def test_missing_or_wrong_host_key_is_refused(deployment, tmp_path):
     assert ssh_commands() == before
     assert containers() == {}
     assert ROOT.exists()
+
+
+def test_preview_runs_nothing_on_the_host(deployment):
+    d = deployment
+    before = ssh_commands()
+    d.preview()  # a fresh stack: everything to create
+    assert ssh_commands() == before
+    d.up()
+    d.set(image_tag="v2", listen_port="8089")
+    before = ssh_commands()
+    d.preview(diff=True)
+    assert ssh_commands() == before, "a preview only reads the stack"
+    assert containers() == {"odoo": "canary-demo:v1"}

@@ -82,3 +82,12 @@ def test_access_log_attributes_retries_to_each_backend():
     stats = parse(lines, 8069, 8070)
     assert (stats["canary"].requests, stats["canary"].errors) == (2, 1)
     assert (stats["stable"].requests, stats["stable"].errors) == (2, 1)
+
+
+def test_slow_health_checks_fail_against_stables_baseline():
+    e = Evidence(planned_probes=300)
+    for _ in range(10):
+        e.add_probe(True, 0.6)
+        e.stable_probe_latencies.append(0.002)
+    v = judge(e, TH, final=False)
+    assert v.status == FAIL and "health check p95 latency" in v.reason

@@ -193,7 +193,7 @@ class CommandProvider(provider_pb2_grpc.ResourceProviderServicer):
         _check_type(request.type)
         props = to_dict(request.properties)
         outs = dict(props, stdout="", stderr="")
-        if props.get("create"):
+        if props.get("create") and not request.preview:
             outs.update(run(props, props["create"]))
         return provider_pb2.CreateResponse(id=f"{request.name or 'command'}{secrets.token_hex(4)}",
                                            properties=to_struct(outs))
@@ -203,7 +203,7 @@ class CommandProvider(provider_pb2_grpc.ResourceProviderServicer):
         olds, news = to_dict(request.olds), to_dict(request.news)
         outs = dict(news, stdout=olds.get("stdout", ""), stderr=olds.get("stderr", ""))
         script = news.get("update") or news.get("create")
-        if script:
+        if script and not request.preview:
             outs.update(run(dict(news, stdout=outs["stdout"], stderr=outs["stderr"]), script))
         return provider_pb2.UpdateResponse(properties=to_struct(outs))
 

@@ -12,6 +12,7 @@ none: the engine loads the `command` provider on first use of its resources.
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import time
@@ -119,6 +120,36 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         if code == EXIT_SHOWN_TO_USER:
             return language_pb2.RunResponse(bail=True)
         return language_pb2.RunResponse(error=f"Program exited with non-zero exit code: {code}")
+
+    def RunPlugin(self, request, context):
+        """Runs a plugin written in Python, e.g. a policy pack: `python DIR ARGS...` (its
+        __main__.py), streaming its output; the engine reads the plugin's port from it."""
+        info = request.info
+        root = info.root_directory or info.program_directory
+        python = python_for(info, root)
+        env = dict(os.environ)
+        env.update(e.split("=", 1) for e in request.env if "=" in e)
+        proc = subprocess.Popen([python, "-u", info.program_directory, *request.args],
+                                cwd=request.pwd or root, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        context.add_callback(proc.kill)  # the engine is done with the plugin
+        chunks: queue.Queue = queue.Queue()
+
+        def pump(stream, field):
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                chunks.put(language_pb2.RunPluginResponse(**{field: chunk}))
+            chunks.put(None)
+
+        for stream, field in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+            threading.Thread(target=pump, args=(stream, field), daemon=True).start()
+        open_streams = 2
+        while open_streams:
+            item = chunks.get()
+            if item is None:
+                open_streams -= 1
+            else:
+                yield item
+        yield language_pb2.RunPluginResponse(exitcode=proc.wait())
 
     def Cancel(self, request, context):
         if self.running is not None:
