@@ -97,7 +97,7 @@ def main() -> None:
     distinct = [f"127.{1 + i // 250}.{i % 250}.7" for i in range(1000)]
     one_net = [f"127.200.1.{2 + i}" for i in range(250)]
     try:
-        print("Split accuracy: canary share of 10 requests per client (target in brackets); "
+        print("Split accuracy: canary share of all requests (10 per client; target = weight); "
               "'switched' = clients that saw both versions")
         print(f"{'routing':34} {'weight':>6} {'1000 clients, distinct /24s':>30} {'250 clients, one /24':>26}")
         for weight in (10, 25, 50):

@@ -79,7 +79,7 @@ def parse_duration(value: Any, bare_unit: str) -> float:
     if isinstance(value, bool):
         raise ValueError("not a duration")
     text = str(value).strip()
-    m = DURATION_RE.match(text)
+    m = DURATION_RE.fullmatch(text)
     if not m:
         raise ValueError("not a duration")
     number, unit = float(m.group(1)), m.group(2) or bare_unit
@@ -221,16 +221,17 @@ class _Reader:
             return None
 
 
-def _matches(regex: re.Pattern) -> Callable[[Any], str]:
+def _matches(regex: re.Pattern, max_len: int = 255) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
-        if not isinstance(v, str) or not regex.match(v):
+        # fullmatch: a trailing newline must not slip through a `$`.
+        if not isinstance(v, str) or len(v) > max_len or not regex.fullmatch(v):
             raise ValueError
         return v
     return parse
 
 
 def _is_host(v: str) -> bool:
-    return bool(IPV4_RE.match(v) or HOST_RE.match(v))
+    return len(v) <= 253 and bool(IPV4_RE.fullmatch(v) or HOST_RE.fullmatch(v))
 
 
 def _from_value_or_file(r: _Reader, key: str, read_file: Callable[[str], str], allowed: str,
@@ -269,7 +270,7 @@ def _target_values(r: _Reader, read_file: Callable[[str], str]) -> tuple:
     user = r.value("ssh_user", _matches(USER_RE), "a Unix user name such as root or deploy",
                    DEFAULTS["ssh_user"])
     host_key = _from_value_or_file(r, "ssh_host_key", read_file, HOST_KEY_ALLOWED,
-                                   lambda v: " ".join(v.split()[:2]), lambda v: bool(HOST_KEY_RE.match(v)))
+                                   lambda v: " ".join(v.split()[:2]), lambda v: bool(HOST_KEY_RE.fullmatch(v)))
     key = _from_value_or_file(r, "ssh_private_key", read_file, PRIVATE_KEY_ALLOWED,
                               lambda v: v.strip() + "\n", lambda v: "PRIVATE KEY-----" in v)
     return host, port, user, host_key, key
@@ -295,7 +296,7 @@ def _env_map(value: Any, problems: list[str], key: str) -> dict[str, str]:
         return {}
     out = {}
     for name, val in value.items():
-        if not ENV_NAME_RE.match(str(name)):
+        if not ENV_NAME_RE.fullmatch(str(name)):
             problems.append(f"canary:{key}.{str(name)[:40]!r} is not a valid variable name: letters, digits, _")
             continue
         if isinstance(val, (dict, list)) or "\n" in str(val) or "\0" in str(val):
@@ -312,7 +313,7 @@ def _volume(v: Any) -> str:
     parts = v.split(":")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
         raise ValueError
-    if not (PATH_RE.match(parts[0]) or NAME_RE.match(parts[0])) or not PATH_RE.match(parts[1]):
+    if not (PATH_RE.fullmatch(parts[0]) or NAME_RE.fullmatch(parts[0])) or not PATH_RE.fullmatch(parts[1]):
         raise ValueError
     return v
 
@@ -408,20 +409,20 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
                     d["drain_timeout"], lambda v: 0 <= v <= 600)
     max_rt = r.value("max_response_time", lambda v: parse_duration(v, "s"), "a duration such as 2s or 500ms",
                      d["max_response_time"], lambda v: 0 < v <= 600)
-    max_logs = r.value("max_error_logs_per_minute", parse_int, "an integer of at least 0",
-                       d["max_error_logs_per_minute"], lambda v: v >= 0)
-    factor = r.value("latency_factor", parse_float, "a number of at least 1 (canary p95 / stable p95)",
-                     d["latency_factor"], lambda v: v >= 1)
-    min_requests = r.value("min_requests", parse_int, "an integer of at least 1", d["min_requests"],
-                           lambda v: v >= 1)
+    max_logs = r.value("max_error_logs_per_minute", parse_int, "an integer from 0 to 100000",
+                       d["max_error_logs_per_minute"], lambda v: 0 <= v <= 100000)
+    factor = r.value("latency_factor", parse_float, "a number from 1 to 100 (canary p95 / stable p95)",
+                     d["latency_factor"], lambda v: 1 <= v <= 100)
+    min_requests = r.value("min_requests", parse_int, "an integer from 1 to 1000000", d["min_requests"],
+                           lambda v: 1 <= v <= 1_000_000)
     metric_command = r.value("metric_command", str, "a shell command run on the host that prints one number",
                              None, lambda v: "\n" not in v and len(v) < 1000)
-    metric_max = r.value("metric_max", parse_float, "a number", None)
+    metric_max = r.value("metric_max", parse_float, "a number", None, lambda v: abs(v) < 1e12)
     if (metric_command is None) != (metric_max is None) and not r.problems:
         r.problems.append("canary:metric_command and canary:metric_max go together: set both or neither")
 
     webhook = r.get("notify_webhook")
-    if webhook not in (None, "") and not re.match(r"^https?://[^\s'\"]+$", str(webhook)):
+    if webhook not in (None, "") and not re.fullmatch(r"https?://[^\s'\"]{1,2000}", str(webhook)):
         r.problems.append("canary:notify_webhook is not allowed: an http(s) URL of a Slack-compatible "
                           "incoming webhook (set it with --secret)")
     probe_url = r.value("probe_url", _matches(re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9_./~%-]*)?$")),

@@ -134,6 +134,7 @@ class Controller:
             self.state = {k: recorded.get(k) for k in OUTPUT_KEYS}
             self.state["analysis"] = recorded.get("analysis") or {}
             h = self.observe()
+            self._check_ownership(h)
             o = self.observed(h)
             r = recorded_from(recorded)
             d = P.Desired(revision=self.spec.revision, steps=self.spec.steps,
@@ -152,8 +153,16 @@ class Controller:
             self._journal("done")
             return dict(self.state)
 
+    def _check_ownership(self, h: HostState) -> None:
+        for c in (h.production, h.canary):
+            owner = c.labels.get("canary.stack") if c else None
+            if owner and owner != self.spec.stack:
+                raise DeployError(f"container {c.name} on this host is managed by stack {owner!r}, "
+                                  f"not {self.spec.stack!r}: refusing to touch it")
+
     def destroy(self) -> None:
         with HostLock(self.host, lock_file(self.spec.app), f"stack {self.spec.stack} destroy"):
+            self._check_ownership(self.observe())
             nginx.remove(self.host, self.spec.split.split_path)
             for name in (f"{self.spec.app}-canary", self.spec.app):
                 docker.stop_and_remove(self.host, name)

@@ -24,7 +24,8 @@ _env = jinja2.Environment(
 )
 
 STATE_DIR = "/var/lib/canary"
-LOCK_WAIT_SECONDS = 60
+# A second deployment of the same app waits this long, then gets a clear refusal.
+LOCK_WAIT_SECONDS = 10
 
 
 def nginx_id(app: str) -> str:
@@ -85,7 +86,7 @@ def _script(name: str, s: Settings, **values: str) -> str:
         app=s.container_name, state_dir=STATE_DIR, lock_file=shlex.quote(lock_file(s.container_name)),
         backup_dir=shlex.quote(f"{STATE_DIR}/{s.container_name}"),
         lock_wait=LOCK_WAIT_SECONDS, site_path=shlex.quote(s.site_path),
-        split_path=shlex.quote(s.split_path), **quoted)
+        split_path=shlex.quote(s.split_path), stack=shlex.quote(s.stack), **quoted)
 
 
 def site_apply_script(s: Settings) -> str:

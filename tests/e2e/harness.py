@@ -122,8 +122,10 @@ class Load:
 class Deployment:
     """One stack of the project, driven through the real CLI."""
 
-    def __init__(self, workdir: Path, name: str = "e2e", config: Optional[dict] = None):
+    def __init__(self, workdir: Path, name: str = "e2e", config: Optional[dict] = None,
+                 echo: bool = True):
         self.workdir = workdir
+        self.echo = echo
         backend = workdir / "state"
         backend.mkdir(parents=True, exist_ok=True)
         project = workdir / "project"
@@ -184,4 +186,5 @@ class Deployment:
 
     def _out(self, line: str) -> None:
         self.log.append(line)
-        print(line)
+        if self.echo:
+            print(line)

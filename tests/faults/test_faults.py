@@ -1,0 +1,289 @@
+"""Fault injection through the real CLI on the local test host (`scripts/faults`).
+
+Every fault is injected while users hit the site. A fault is *survived* when production
+kept serving and `pulumi refresh` + `pulumi up` converge afterwards with no orphaned
+container or split file. The summary line at the end counts faults, survivals, bad
+inputs and lost requests (requests lost while the Docker daemon restarts are reported
+apart: no deployment tool can serve through that).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from pulumi import automation as auto
+
+from canary.remote.ssh import ConnectionFailed, Host, Target
+from tests.e2e.harness import (TESTHOST, TESTHOST_DIR, Deployment, Load, containers, reset_host,
+                               served_versions, sh, split_exists, ssh_commands)
+
+from .conftest import record
+
+
+def when_logged(d: Deployment, needle: str, action, timeout: float = 120) -> threading.Thread:
+    """Runs `action` once a line containing `needle` appears in the update's output."""
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in line for line in list(d.log)):
+                action()
+                return
+            time.sleep(0.1)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def converge(d: Deployment) -> bool:
+    """refresh + up leave the host as the stack says: production serving, no orphans."""
+    d.cli("cancel", "--yes", check=False)
+    d.refresh()
+    try:
+        d.up()
+    except auto.CommandError:
+        pass  # a recorded rollback fails the run, by design
+    out = d.outputs()
+    held = out["phase"] in ("holding", "inconclusive")
+    expected = {"odoo": out["production_image"]}
+    if held:
+        expected["odoo-canary"] = out["canary_image"]
+    serving = set(served_versions(20)) <= {out["production_image"].replace(":", " "),
+                                           (out["canary_image"] or "-").replace(":", " ")}
+    return containers() == expected and split_exists() == held and serving
+
+
+@pytest.fixture
+def d(tmp_path):
+    reset_host()
+    dep = Deployment(tmp_path)
+    dep.up()
+    dep.set(image_tag="v2", monitoring_duration="10s", check_interval="2s")
+    yield dep
+    reset_host()
+
+
+def test_canary_crashes_mid_analysis(d):
+    when_logged(d, "check 1/", lambda: sh("docker rm -f odoo-canary"))
+    with Load() as load:
+        with pytest.raises(auto.CommandError):
+            d.up()
+    out = d.outputs()
+    record("canary container crashes mid-analysis", out["phase"] == "rolled_back"
+           and out["production_image"] == "canary-demo:v1" and converge(d), load.failures)
+
+
+def test_ssh_connection_drops_mid_analysis(d):
+    # sshd's per-connection processes die; the listener stays (a network blip).
+    when_logged(d, "check 2/", lambda: sh("pkill -f 'sshd: root' || true"))
+    with Load() as load:
+        try:
+            d.up()
+        except auto.CommandError:
+            pass
+    out = d.outputs()
+    # Promoted only on complete data: the analysis ran all its checks.
+    complete = out["phase"] != "promoted" or out["analysis"]["checks"] == 5
+    record("SSH connection drops mid-analysis", complete and converge(d), load.failures)
+
+
+def _cli_up(d: Deployment) -> subprocess.Popen:
+    return subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--stack", "e2e", "--non-interactive"],
+                            cwd=d.project, env={**os.environ, **d.env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _kill_cli_when(d: Deployment, needle: str) -> bool:
+    cli = _cli_up(d)
+    seen = ""
+    deadline = time.monotonic() + 120
+    while needle not in seen and time.monotonic() < deadline:
+        line = cli.stdout.readline()
+        if not line:
+            break
+        seen += line
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait()
+    time.sleep(3)
+    return needle in seen
+
+
+@pytest.mark.parametrize("moment", ["check 2/", "promoting"])
+def test_pulumi_up_killed(d, moment):
+    with Load() as load:
+        killed = _kill_cli_when(d, moment)
+        time.sleep(2)
+    leftover = sh(f"pgrep -f 'm pulumi[.]dynamic|language_exec[.]py.*{d.project}' || true").split()
+    ok = killed and not leftover and converge(d) and d.outputs()["production_image"] == "canary-demo:v2"
+    record(f"pulumi up killed mid-{'analysis' if 'check' in moment else 'promotion'}", ok, load.failures)
+
+
+def test_nginx_reload_fails(d):
+    broken = "/etc/nginx/conf.d/zz-injected.conf"
+    when_logged(d, "is healthy", lambda: sh(f"echo 'upstream broken {{ server 127.0.0.1:0 weight=x; }}' > {broken}"))
+    with Load() as load:
+        with pytest.raises(auto.CommandError) as failed:
+            d.up()
+    restored = "nginx -t" in str(failed.value) and not split_exists()
+    serving = served_versions(20) == {"canary-demo v1": 20}
+    sh(f"rm -f {broken}")
+    record("nginx -t fails on a change (bad config injected)", restored and serving and converge(d),
+           load.failures)
+
+
+def test_docker_daemon_restarts_mid_analysis(d):
+    def restart():
+        sh("pkill -TERM -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done; "
+           f"bash {TESTHOST} start >/dev/null 2>&1")
+    when_logged(d, "check 1/", restart)
+    with Load() as load:
+        try:
+            d.up()
+        except auto.CommandError:
+            pass
+    time.sleep(3)
+    back = "canary-demo v1" in served_versions(10) or "canary-demo v2" in served_versions(10)
+    record("Docker daemon restarts mid-analysis", back and converge(d), load.failures, outage=True)
+
+
+def test_canary_port_is_taken(d):
+    squatter = subprocess.Popen(["python3", "-m", "http.server", "8070", "--bind", "127.0.0.1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        with Load() as load:
+            with pytest.raises(auto.CommandError) as failed:
+                d.up()
+        clear = "port 8070" in str(failed.value) and "taken" in str(failed.value)
+        unchanged = containers() == {"odoo": "canary-demo:v1"} and not split_exists()
+    finally:
+        squatter.terminate()
+    record("canary port already taken", clear and unchanged and converge(d), load.failures)
+
+
+def test_two_updates_of_one_stack(d):
+    d.set(monitoring_duration="20s")
+    first = _cli_up(d)
+    time.sleep(8)
+    second = d.cli("up", "--yes", "--skip-preview", check=False)
+    first.communicate(timeout=180)
+    refused = second.returncode != 0 and "locked" in (second.stdout + second.stderr)
+    record("two `pulumi up` on the same stack", refused and converge(d), 0)
+
+
+def test_two_stacks_on_one_host_and_app(d, tmp_path):
+    d.set(monitoring_duration="30s")
+    first = _cli_up(d)
+    time.sleep(8)
+    other = Deployment(tmp_path / "other", name="other")
+    with pytest.raises(auto.CommandError) as refused:
+        other.up()
+    first.communicate(timeout=180)
+    text = str(refused.value)
+    clear = "host lock" in text or "managed by another stack" in text or "managed by stack" in text
+    record("two stacks aimed at one host and app", clear and converge(d), 0)
+
+
+# -- hostile and bad input ------------------------------------------------------------------
+META = [";reboot", "|id", "$(id)", "`id`", "\nid", "'x'", '"x"', "a&&b", "../../etc"]
+KEYS = ["image", "image_tag", "canary_percentage", "monitoring_duration", "check_interval",
+        "error_threshold", "auto_promote", "retry", "host", "ssh_port", "ssh_user", "ssh_host_key",
+        "stable_port", "canary_port", "container_port", "bind_address", "health_path",
+        "container_name", "restart_policy", "listen_port", "server_name", "nginx_sites_dir",
+        "nginx_conf_dir", "nginx_log_dir", "nginx_site", "routing", "startup_timeout",
+        "drain_timeout", "max_response_time", "max_error_logs_per_minute", "latency_factor",
+        "min_requests", "probes_per_check", "probe_url", "notify_webhook"]
+WRONG = {"empty": "", "long": "9" * 5000, "type": "[1, 2]", "negative": "-5"}
+
+
+def bad_inputs():
+    for key in KEYS:
+        for name, value in WRONG.items():
+            yield key, name, value
+        for m in META:
+            yield key, "meta", "v1" + m
+
+
+def test_every_key_rejects_bad_input_at_preview(tmp_path):
+    reset_host()
+    dep = Deployment(tmp_path)
+    base = dict(dep.stack.get_all_config())
+    tried = rejected = 0
+    for key, kind, value in bad_inputs():
+        if kind == "empty" and key in ("image_tag", "host", "image"):
+            value = ""  # required: empty is an error too
+        elif kind == "empty":
+            continue  # empty means "the default" for optional keys
+        if kind == "negative" and key in ("image", "image_tag", "ssh_user", "container_name", "routing",
+                                          "restart_policy", "auto_promote", "retry", "host"):
+            continue  # covered by the other kinds
+        dep.stack.set_all_config({**base, f"canary:{key}": auto.ConfigValue(value=value)})
+        before = ssh_commands()
+        tried += 1
+        try:
+            dep.stack.preview()
+            accepted = True
+            message = ""
+        except auto.CommandError as err:
+            accepted, message = False, str(err)
+        if not accepted and f"canary:{key}" in message and ssh_commands() == before:
+            rejected += 1
+        else:
+            print(f"NOT REJECTED: {key} = {value[:40]!r}")
+    record("bad inputs", rejected == tried, 0, inputs=(tried, rejected))
+    assert containers() == {}
+
+
+# -- secrets and trust ----------------------------------------------------------------------
+def test_secrets_never_leak(tmp_path):
+    reset_host()
+    dep = Deployment(tmp_path)
+    key_line = (TESTHOST_DIR / "id_ed25519").read_text().splitlines()[1]
+    dep.set(ssh_private_key_file="")
+    dep.stack.set_config("canary:ssh_private_key",
+                         auto.ConfigValue(value=(TESTHOST_DIR / "id_ed25519").read_text(), secret=True))
+    dep.set_secret("env.DB_PASSWORD", "hunter2-very-secret")
+    dep.set_secret("notify_webhook", "http://127.0.0.1:9/hooks/webhook-secret-path")
+    seen = []
+    stop = threading.Event()
+
+    def watch_processes():
+        while not stop.is_set():
+            seen.append(sh("ps -eo args", check=False))
+            time.sleep(0.2)
+
+    t = threading.Thread(target=watch_processes, daemon=True)
+    t.start()
+    dep.up()
+    dep.set(image_tag="broken")
+    with pytest.raises(auto.CommandError):
+        dep.up()
+    stop.set()
+    t.join()
+    places = {"exported state": dep.export(), "pulumi up output": "\n".join(dep.log),
+              "stack outputs": str(dep.cli("stack", "output", "--json").stdout),
+              "host process list": "\n".join(seen)}
+    secrets = {"ssh key": key_line, "env value": "hunter2-very-secret", "webhook": "webhook-secret-path"}
+    leaks = [f"{s} in {p}" for p, text in places.items() for s, v in secrets.items() if v in text]
+    env_file = sh("stat -c %a /var/lib/canary/odoo/odoo.env").strip()
+    record("secrets kept out of state, output, outputs and process list", not leaks and env_file == "600",
+           0, leaks=leaks)
+    assert not leaks, leaks
+
+
+def test_unknown_host_key_is_refused_by_the_provider():
+    other = TESTHOST_DIR / "not-the-host"
+    if not other.exists():
+        sh(f"ssh-keygen -q -t ed25519 -N '' -f {other}")
+    wrong = " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    target = Target("127.0.0.1", 2222, "root", wrong, (TESTHOST_DIR / "id_ed25519").read_text())
+    before = ssh_commands()
+    with pytest.raises(ConnectionFailed) as refused:
+        Host(target, retries=1).run(["true"])
+    ok = "not the pinned" in str(refused.value) and ssh_commands() == before
+    record("changed host key refused (release provider)", ok, 0)
+    assert ok
