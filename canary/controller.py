@@ -64,6 +64,11 @@ def _revision(c: Optional[docker.Container], image: str, revision: str) -> Optio
     return revision if c.image == image else f"{c.image}#adopted"
 
 
+def blocked_message(image: str, reason: str) -> str:
+    return (f"{image} was rolled back: {reason}. Change image_tag, or set "
+            "`pulumi config set retry true` to analyse it again.")
+
+
 def recorded_from(outputs: dict) -> P.Recorded:
     """The release's recorded outputs as plan.py reads them ("" stands for none)."""
     get = lambda k: outputs.get(k) or None  # noqa: E731
@@ -121,7 +126,7 @@ class Controller:
             out["phase"] = P.ABORTED
             out["message"] = "the canary was removed outside Pulumi"
         elif (h.canary is not None or h.split is not None) and phase not in P.HELD_PHASES:
-            out["phase"] = "interrupted"
+            out["phase"] = P.INTERRUPTED
             out["message"] = "a canary runs that the stack did not record (interrupted update?)"
         if h.production is not None and not h.production.running:
             out["message"] = f"the production container is {h.production.status}"
@@ -176,30 +181,24 @@ class Controller:
         self._set_production(o.production_revision)
 
     def _blocked(self, action, h, o):
-        raise DeployError(f"{self.spec.image} was rolled back: {action.reason}. Change image_tag, or "
-                          "set `pulumi config set retry true` to analyse it again.")
+        raise DeployError(blocked_message(self.spec.image, action.reason))
 
     def _deploy(self, action, h, o):
         self._check_port(self.spec.stable_port, allow=self.spec.app)
-        if h.production is not None:
-            docker.stop_and_remove(self.host, self.spec.app)
         self._start("production")
         self._remove_canary()
-        self._set(phase=P.PROMOTED, canary_revision=None, canary_image=None, canary_weight=0,
-                  passed_weight=0, message=f"deployed {self.spec.image} to production")
+        self._no_canary(phase=P.PROMOTED, message=f"deployed {self.spec.image} to production")
         self._set_production(self.spec.revision)
 
     def _cleanup(self, action, h, o):
         self._remove_canary()
-        self._set(phase=P.STABLE, canary_revision=None, canary_image=None, canary_weight=0,
-                  passed_weight=0, message=action.reason)
+        self._no_canary(phase=P.STABLE, message=action.reason)
         self._set_production(o.production_revision)
 
     def _abort(self, action, h, o):
         self._remove_canary()
-        self._set(phase=P.ABORTED, canary_revision=None, canary_image=None, canary_weight=0,
-                  passed_weight=0, message=f"canary {_image_of(o.canary_revision)} removed by hand "
-                                           "(canary_percentage 0)")
+        self._no_canary(phase=P.ABORTED, message=f"canary {_image_of(o.canary_revision)} removed by "
+                                                 "hand (canary_percentage 0)")
 
     def _replace(self, action, h, o):
         """To the desired revision without analysis: a temporary canary carries the
@@ -296,17 +295,15 @@ class Controller:
         previous = self.state.get("production_revision")
         if previous and previous != self.spec.revision:
             self._set(previous_revision=previous, previous_image=_image_of(previous))
-        self._set(phase=P.PROMOTED, canary_revision=None, canary_image=None, canary_weight=0,
-                  passed_weight=0, message=f"promoted {self.spec.image}: {reason}")
+        self._no_canary(phase=P.PROMOTED, message=f"promoted {self.spec.image}: {reason}")
         self._set_production(self.spec.revision)
         self.notify.send("promoted", self.state["message"], self.state.get("analysis"))
 
     def _rollback(self, reason: str) -> None:
         self.log(f"ROLLING BACK {self.spec.image}: {reason}")
         self._remove_canary()
-        self._set(phase=P.ROLLED_BACK, canary_revision=None, canary_image=None, canary_weight=0,
-                  passed_weight=0, failed_revision=self.spec.revision, failed_image=self.spec.image,
-                  failure_reason=reason, message=f"rolled back {self.spec.image}: {reason}")
+        self._no_canary(phase=P.ROLLED_BACK, failed_revision=self.spec.revision, failed_image=self.spec.image,
+                        failure_reason=reason, message=f"rolled back {self.spec.image}: {reason}")
         self.notify.send("rolled_back", f"{self.state['message']}. Production is unchanged.",
                          self.state.get("analysis"))
 
@@ -387,6 +384,9 @@ class Controller:
 
     def _set(self, **values) -> None:
         self.state.update(values)
+
+    def _no_canary(self, **values) -> None:
+        self._set(canary_revision=None, canary_image=None, canary_weight=0, passed_weight=0, **values)
 
     def _journal(self, step: str) -> None:
         entry = {"stack": self.spec.stack, "image": self.spec.image, "revision": self.spec.revision,

@@ -28,8 +28,8 @@ DEPLOY, NOOP, CLEANUP, BLOCKED, REPLACE, ABORT, ROUTE, PROMOTE, ANALYSE = (
     "deploy", "noop", "cleanup", "blocked", "replace", "abort", "route", "promote", "analyse")
 
 # Phases recorded in the stack (output `phase`).
-STABLE, HOLDING, PROMOTED, ROLLED_BACK, ABORTED, INCONCLUSIVE = (
-    "stable", "holding", "promoted", "rolled_back", "aborted", "inconclusive")
+STABLE, HOLDING, PROMOTED, ROLLED_BACK, ABORTED, INCONCLUSIVE, INTERRUPTED = (
+    "stable", "holding", "promoted", "rolled_back", "aborted", "inconclusive", "interrupted")
 HELD_PHASES = (HOLDING, INCONCLUSIVE)
 
 

@@ -2,11 +2,11 @@
 
 Release owns the production container, the canary container and the split file.
   - diff()    decides, without touching the host, whether an update is needed: it asks
-              plan.py with the recorded outputs standing in for the host. A revision
-              that was rolled back fails here, fast, with the recorded reason.
+              plan.py with the recorded outputs standing in for the host.
   - create()/update()  run the controller (canary, analysis, promote/hold/roll back).
               A rollback returns normally, so the stack records it; Verdict then fails
-              the run.
+              the run. A revision that was rolled back fails update() at once, with the
+              recorded reason, before anything reaches the host.
   - read()    inspects the host (pulumi refresh), never echoes the stored state.
   - delete()  removes the split file and both containers.
 SSH credentials come from the stack config through configure(), never from resource
@@ -29,7 +29,7 @@ from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResu
 
 from . import plan as P
 from .config import ConfigError, load_target
-from .controller import OUTPUT_KEYS, Controller, DeployError, recorded_from
+from .controller import OUTPUT_KEYS, Controller, DeployError, blocked_message, recorded_from
 from .notify import Notifier
 from .remote.ssh import Host
 from .spec import ReleaseSpec
@@ -85,6 +85,13 @@ def _observed_from_record(olds: dict) -> P.Observed:
         split_weight=weight if weight else None)
 
 
+def _planned(spec: ReleaseSpec, olds: dict) -> P.Action:
+    """plan.py's answer with the recorded outputs standing in for the host."""
+    d = P.Desired(revision=spec.revision, steps=spec.steps, auto_promote=spec.auto_promote,
+                  retry=spec.retry)
+    return P.plan(d, recorded_from(olds), _observed_from_record(olds))
+
+
 class ReleaseProvider(ResourceProvider):
     def __init__(self) -> None:
         super().__init__()
@@ -119,12 +126,9 @@ class ReleaseProvider(ResourceProvider):
         if old_spec.get("app") not in (None, spec.app):
             raise DeployError("container_name cannot change on a deployed stack: it names the "
                               "containers this stack owns (destroy the stack first)")
-        d = P.Desired(revision=spec.revision, steps=spec.steps, auto_promote=spec.auto_promote,
-                      retry=spec.retry)
-        action = P.plan(d, recorded_from(olds), _observed_from_record(olds))
-        if action.kind == P.BLOCKED:
-            raise DeployError(f"{spec.image} was rolled back: {action.reason}. Change image_tag, or "
-                              "set `pulumi config set retry true` to analyse it again.")
+        action = _planned(spec, olds)
+        # A blocked revision is a change: update() then fails fast with the recorded reason
+        # (failing here would also fail `pulumi refresh --run-program`, which diffs).
         changed = action.kind != P.NOOP or (
             not old_spec or _public_spec(news["spec"]) != _public_spec(old_spec))
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
@@ -143,6 +147,10 @@ class ReleaseProvider(ResourceProvider):
         return CreateResult(id_=props["spec"]["app"], outs=outs)
 
     def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
+        spec = ReleaseSpec.from_inputs(news["spec"])
+        action = _planned(spec, olds)
+        if action.kind == P.BLOCKED:  # before touching the host: no canary, no SSH
+            raise DeployError(blocked_message(spec.image, action.reason))
         return UpdateResult(outs=self._run(news["spec"], olds))
 
     def read(self, id: str, props: dict) -> ReadResult:

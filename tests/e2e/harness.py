@@ -4,7 +4,6 @@ fresh stack and a clean host."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import threading
