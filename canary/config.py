@@ -145,7 +145,7 @@ class Settings:
     restart_policy: str
     env: Mapping[str, str]
     canary_env: Mapping[str, str]
-    secret_env_keys: frozenset[str]
+    env_is_secret: bool  # env or canary_env holds a value set with --secret
     volumes: tuple[str, ...]
     listen_port: int
     server_name: str
@@ -323,7 +323,7 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
     """Builds Settings from a config getter (`get(key)` returns the raw value or None).
 
     `get` returns strings for plain values and parsed JSON for structured ones (maps and
-    lists), as Pulumi's config does. `secret_keys` names the env keys set with --secret.
+    lists), as Pulumi's config does. `secret_keys` names the keys holding a secret.
     Key files (`ssh_private_key_file`, `ssh_host_key_file`) are read with `read_file`.
     Raises ConfigError listing every problem.
     """
@@ -438,7 +438,7 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
         ssh_user=ssh_user, host_key=host_key, stable_port=stable_port, canary_port=canary_port,
         container_port=container_port, bind_address=bind, health_path=health, container_name=name,
         restart_policy=restart, env=env, canary_env=canary_env,
-        secret_env_keys=frozenset(k for k in secret_keys if k in env or k in canary_env),
+        env_is_secret=bool(secret_keys & {"env", "canary_env"}),
         volumes=volumes, listen_port=listen, server_name=server_name, nginx_sites_dir=sites,
         nginx_conf_dir=confd, nginx_log_dir=logs, routing=routing, startup_timeout=startup,
         drain_timeout=drain, max_response_time=max_rt, max_error_logs_per_minute=max_logs,

@@ -181,6 +181,8 @@ class Controller:
         self._set_production(o.production_revision)
 
     def _blocked(self, action, h, o):
+        if action.cleanup:
+            self._remove_canary()
         raise DeployError(blocked_message(self.spec.image, action.reason))
 
     def _deploy(self, action, h, o):

@@ -67,6 +67,7 @@ class Action:
     steps: tuple[int, ...] = ()
     reuse_canary: bool = False
     reason: str = ""
+    cleanup: bool = False  # blocked, but a canary of it is left over: remove it first
 
 
 def plan(d: Desired, r: Recorded, o: Observed) -> Action:
@@ -80,7 +81,7 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
             return Action(REPLACE, reason="the production container is not running")
         return Action(NOOP)
     if d.revision == r.failed_revision and not d.retry:
-        return Action(BLOCKED, reason=r.failure_reason or "rolled back before")
+        return Action(BLOCKED, reason=r.failure_reason or "rolled back before", cleanup=has_canary)
     if d.steps == (0,):
         if has_canary:
             return Action(ABORT, reason="canary_percentage is 0: removing the canary")

@@ -47,12 +47,14 @@ def main() -> None:
         create=render.site_apply_script(s), delete=render.site_delete_script(s))
 
     spec = ReleaseSpec.from_settings(s).to_inputs()
-    if s.secret_env_keys:
-        spec["env"] = pulumi.Output.secret(spec["env"])
-        spec["canary_env"] = pulumi.Output.secret(spec["canary_env"])
+    # Container env is an input of its own (top level), so a secret value stays secret in
+    # the state: the engine re-marks secrets per top-level input of a dynamic resource.
+    env = {"env": spec.pop("env"), "canary_env": spec.pop("canary_env")}
+    if s.env_is_secret:
+        env = {k: pulumi.Output.secret(v) for k, v in env.items()}
     first = s.steps[0]
     preview = render.split_config(render.SplitSpec.from_settings(s), first, s.full_image) if first else ""
-    release = Release("release", spec=spec, split_preview=preview, environment=stack,
+    release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,
                       opts=pulumi.ResourceOptions(depends_on=[site]))
     Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
 

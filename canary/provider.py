@@ -55,6 +55,11 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
+def _spec_inputs(props: dict) -> dict:
+    """The full spec from a release's inputs (container env is kept in inputs of its own)."""
+    return {**props["spec"], "env": props.get("env") or {}, "canary_env": props.get("canary_env") or {}}
+
+
 def _public_spec(spec_inputs: dict) -> dict:
     """The spec as recorded in outputs, normalised: without container env (it may hold
     secrets; the revision digests it)."""
@@ -121,7 +126,7 @@ class ReleaseProvider(ResourceProvider):
         return Controller(host, spec, _say, revision, notifier), host
 
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
-        spec = ReleaseSpec.from_inputs(news["spec"])
+        spec = ReleaseSpec.from_inputs(_spec_inputs(news))
         old_spec = olds.get("spec") or {}
         if old_spec.get("app") not in (None, spec.app):
             raise DeployError("container_name cannot change on a deployed stack: it names the "
@@ -130,7 +135,7 @@ class ReleaseProvider(ResourceProvider):
         # A blocked revision is a change: update() then fails fast with the recorded reason
         # (failing here would also fail `pulumi refresh --run-program`, which diffs).
         changed = action.kind != P.NOOP or (
-            not old_spec or _public_spec(news["spec"]) != _public_spec(old_spec))
+            not old_spec or _public_spec(_spec_inputs(news)) != _public_spec(old_spec))
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def _run(self, spec_inputs: dict, recorded: dict) -> dict:
@@ -143,15 +148,15 @@ class ReleaseProvider(ResourceProvider):
                 "image": ReleaseSpec.from_inputs(spec_inputs).image}
 
     def create(self, props: dict) -> CreateResult:
-        outs = self._run(props["spec"], {})
+        outs = self._run(_spec_inputs(props), {})
         return CreateResult(id_=props["spec"]["app"], outs=outs)
 
     def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
-        spec = ReleaseSpec.from_inputs(news["spec"])
+        spec = ReleaseSpec.from_inputs(_spec_inputs(news))
         action = _planned(spec, olds)
-        if action.kind == P.BLOCKED:  # before touching the host: no canary, no SSH
+        if action.kind == P.BLOCKED and not action.cleanup:  # fail before touching the host
             raise DeployError(blocked_message(spec.image, action.reason))
-        return UpdateResult(outs=self._run(news["spec"], olds))
+        return UpdateResult(outs=self._run(_spec_inputs(news), olds))
 
     def read(self, id: str, props: dict) -> ReadResult:
         if not props.get("spec"):
@@ -184,12 +189,13 @@ class Release(Resource, module="canary", name="Release"):
     message: pulumi.Output[Optional[str]]
     analysis: pulumi.Output[Any]
 
-    def __init__(self, name: str, spec: pulumi.Input[dict], split_preview: pulumi.Input[str],
+    def __init__(self, name: str, spec: pulumi.Input[dict], env: pulumi.Input[dict],
+                 canary_env: pulumi.Input[dict], split_preview: pulumi.Input[str],
                  environment: str, opts: Optional[pulumi.ResourceOptions] = None):
         outputs = {k: None for k in OUTPUT_KEYS}
         super().__init__(ReleaseProvider(), name,
-                         {**outputs, "spec": spec, "split_preview": split_preview,
-                          "environment": environment, "image": None},
+                         {**outputs, "spec": spec, "env": env, "canary_env": canary_env,
+                          "split_preview": split_preview, "environment": environment, "image": None},
                          opts)
 
 

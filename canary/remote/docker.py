@@ -7,6 +7,7 @@ values travel in an env file written over SFTP with mode 600, never on a command
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
@@ -84,10 +85,20 @@ def run(host: Host, spec: Spec) -> Container:
     return found
 
 
-def stop_and_remove(host: Host, name: str, timeout: int = 30) -> None:
-    """Stops (SIGTERM, then SIGKILL after `timeout` s: the app drains) and removes."""
-    host.run(["docker", "stop", "-t", str(timeout), name], check=False, timeout=timeout + 60)
-    host.run(["docker", "rm", "-f", name], check=False)
+def stop_and_remove(host: Host, name: str, timeout: int = 30, daemon_wait: float = 90) -> None:
+    """Stops (SIGTERM, then SIGKILL after `timeout` s: the app drains) and removes.
+
+    Waits out a Docker daemon that is restarting rather than leaving the container
+    behind (with a restart policy it would come back by itself)."""
+    deadline = time.monotonic() + daemon_wait
+    while True:
+        host.run(["docker", "stop", "-t", str(timeout), name], check=False, timeout=timeout + 60)
+        status, _, err = host.run(["docker", "rm", "-f", name], check=False)
+        if status == 0 or "No such container" in err:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"could not remove container {name}: {err.strip()[-200:]}")
+        time.sleep(2)
 
 
 def port_holder(host: Host, bind_address: str, port: int) -> Optional[str]:

@@ -92,3 +92,9 @@ def test_crashed_canary_is_replaced():
 
 def test_stopped_production_is_restarted():
     assert P.plan(desired(V1), P.Recorded(), host(running=False)).kind == P.REPLACE
+
+
+def test_blocked_revision_with_a_leftover_canary_cleans_it_up():
+    r = P.Recorded(phase=P.ROLLED_BACK, failed_revision=V2, failure_reason="down")
+    a = P.plan(desired(V2), r, host(canary=V2, split=None))
+    assert (a.kind, a.cleanup) == (P.BLOCKED, True)
