@@ -11,11 +11,9 @@ given; without one, as upstream, any host key is accepted.
 """
 
 import io
-import os
 import secrets
 import shlex
 import sys
-import threading
 import time
 import traceback
 from concurrent import futures
@@ -24,6 +22,7 @@ from threading import Event
 import grpc
 import paramiko
 from google.protobuf import empty_pb2, json_format, struct_pb2
+from lifeline import exit_with_parent
 from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
 
 VERSION = "1.2.1"
@@ -218,19 +217,6 @@ class CommandProvider(provider_pb2_grpc.ResourceProviderServicer):
     def Read(self, request, context):
         return provider_pb2.ReadResponse(id=request.id, properties=request.properties,
                                          inputs=request.inputs)
-
-
-def exit_with_parent() -> None:
-    """Plugins of a CLI that died must not linger (or act on a host) on their own."""
-    parent = os.getppid()
-
-    def watch():
-        while True:
-            time.sleep(1)
-            if os.getppid() != parent:
-                os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def main() -> None:

@@ -10,13 +10,12 @@ import logging
 import os
 import runpy
 import sys
-import threading
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 import pulumi
 import pulumi.runtime
+from lifeline import exit_with_parent
 
 EXIT_SHOWN_TO_USER = 32
 
@@ -29,19 +28,6 @@ def parse_args(argv):
     ap.add_argument("PROGRAM")
     ap.add_argument("ARGS", nargs="*")
     return ap.parse_args(argv)
-
-
-def exit_with_parent() -> None:
-    """A program whose language host (and so whose CLI) died must not go on running."""
-    parent = os.getppid()
-
-    def watch():
-        while True:
-            time.sleep(1)
-            if os.getppid() != parent:
-                os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def main(argv) -> int:

@@ -15,12 +15,12 @@ import os
 import queue
 import subprocess
 import sys
-import time
 import threading
 from concurrent import futures
 
 import grpc
 from google.protobuf import empty_pb2
+from lifeline import exit_with_parent
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -168,19 +168,6 @@ def _sdk_version() -> str:
 def _python_version(python: str) -> str:
     out = subprocess.run([python, "--version"], capture_output=True, text=True)
     return out.stdout.strip().replace("Python ", "")
-
-
-def exit_with_parent() -> None:
-    """Plugins of a CLI that died must not linger (or act on a host) on their own."""
-    parent = os.getppid()
-
-    def watch():
-        while True:
-            time.sleep(1)
-            if os.getppid() != parent:
-                os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def main() -> None:
