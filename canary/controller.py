@@ -30,7 +30,8 @@ from .notify import Notifier
 from .remote import docker, nginx
 from .remote.lock import HostLock
 from .remote.ssh import Host
-from .render import STATE_DIR, lock_file, split_config
+from .remote import STATE_DIR
+from .render import lock_file, split_config
 from .spec import ReleaseSpec
 
 OUTPUT_KEYS = ("phase", "production_image", "production_revision", "previous_image",

@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from .config import Settings
+from .remote import STATE_DIR
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -23,7 +24,6 @@ _env = jinja2.Environment(
     autoescape=False,
 )
 
-STATE_DIR = "/var/lib/canary"
 # A second deployment of the same app waits this long, then gets a clear refusal.
 LOCK_WAIT_SECONDS = 10
 

@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from . import STATE_DIR
 from .ssh import Host
-
-STATE_DIR = "/var/lib/canary"
 
 
 @dataclass(frozen=True)

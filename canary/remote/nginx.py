@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from . import STATE_DIR
 from .ssh import Host, RemoteError
 
 # $1 = target file, $2 = new content staged outside nginx's directories (or "" to
@@ -46,7 +47,7 @@ class Split:
     content: str
 
 
-STAGING = "/var/lib/canary/staging"
+STAGING = f"{STATE_DIR}/staging"
 
 
 def _staging(path: str) -> str:
@@ -66,7 +67,7 @@ def remove(host: Host, path: str) -> None:
 
 
 def _swap(host: Host, path: str, staged: str) -> None:
-    host.run(["mkdir", "-p", STAGING])
+    host.run(["mkdir", "-p", STAGING])  # also holds the previous file meanwhile
     try:
         host.sh(_INSTALL, path, staged, _staging(path) + ".prev")
     except RemoteError as err:
