@@ -105,7 +105,12 @@ def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], Non
                 wait = due - time.monotonic()
                 if wait > 0:
                     sleep(wait)
+                connects = host.connects
                 ok, seconds, last = probe(session, url, timeout)
+                if not ok and not spec.probe_url and _tunnel_broke(host, connects):
+                    # Our SSH connection failed, not the canary: no evidence either way.
+                    log(f"probe lost: the SSH connection to the host dropped ({last}); reconnected")
+                    continue
                 evidence.add_probe(ok, seconds)
                 if evidence.consecutive_failures >= a.thresholds.max_consecutive_failures:
                     break
@@ -126,6 +131,15 @@ def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], Non
             if verdict.status != CONTINUE:
                 break
     return Result(verdict, evidence, weight, time.monotonic() - started, series)
+
+
+def _tunnel_broke(host: Host, connects_before: int) -> bool:
+    """Whether the SSH connection carrying the probe had to be re-established."""
+    try:
+        host.client()  # reconnects (with backoff) when the connection is gone
+    except Exception:
+        return True
+    return host.connects > connects_before
 
 
 def _metric(host: Host, command: str) -> Optional[float]:

@@ -66,6 +66,7 @@ class Host:
         self.log = log
         self._client: Optional[paramiko.SSHClient] = None
         self._lock = threading.Lock()
+        self.connects = 0  # how many times a connection was (re-)established
 
     # -- connection -------------------------------------------------------------------
     def _connect(self) -> paramiko.SSHClient:
@@ -103,6 +104,7 @@ class Host:
             for attempt in range(1, self.retries + 1):
                 try:
                     self._client = self._connect()
+                    self.connects += 1
                     return self._client
                 except ConnectionFailed:
                     raise
