@@ -207,7 +207,8 @@ class Controller:
         """To the desired revision without analysis: a temporary canary carries the
         traffic while production is replaced."""
         if not (o.canary_revision == self.spec.revision and o.canary_running):
-            self._start_canary(h)
+            if not self._start_canary(h):
+                return  # rolled back: production untouched
         self._promote_running_canary(o, reason=action.reason)
 
     def _promote(self, action, h, o):
@@ -295,7 +296,8 @@ class Controller:
                               "canary container until the next `pulumi up`") from None
         # 3. back to production, then drain and remove the canary
         self._remove_canary()
-        previous = self.state.get("production_revision")
+        # What production ran before, as observed on the host (adopted containers too).
+        previous = o.production_revision
         if previous and previous != self.spec.revision:
             self._set(previous_revision=previous, previous_image=_image_of(previous))
         self._no_canary(phase=P.PROMOTED, message=f"promoted {self.spec.image}: {reason}")

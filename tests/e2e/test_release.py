@@ -124,6 +124,7 @@ def test_adopts_the_guides_hand_started_container_and_site(deployment):
     d.set(image_tag="v2")
     d.up()
     assert containers() == {"odoo": "canary-demo:v2"}
+    assert d.outputs()["previous_image"] == "canary-demo:v1", "the adopted image is the way back"
 
 
 def test_hold_then_more_traffic_then_manual_promotion(deployment):
