@@ -117,7 +117,7 @@ def test_pulumi_up_killed(d, moment):
     with Load() as load:
         killed = _kill_cli_when(d, moment)
         time.sleep(2)
-    leftover = sh(f"pgrep -f 'm pulumi[.]dynamic|language_exec[.]py.*{d.project}' || true").split()
+    leftover = sh(f"pgrep -f 'm pulumi[.]dynamic|pulumi-language-python-exec.*{d.project}' || true").split()
     ok = killed and not leftover and converge(d) and d.outputs()["production_image"] == "canary-demo:v2"
     record(f"pulumi up killed mid-{'analysis' if 'check' in moment else 'promotion'}", ok, load.failures)
 

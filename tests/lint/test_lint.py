@@ -9,8 +9,7 @@ import pytest
 from tests.e2e.harness import ROOT
 
 SCRIPTS = ["scripts/setup", "scripts/test", "scripts/demo", "scripts/bench", "scripts/env", "scripts/faults",
-           "testhost/testhost.sh", ".ci/run", "tools/plugins/pulumi-resource-pulumi-python",
-           "tools/plugins/pulumi-analyzer-policy-python"]
+           "testhost/testhost.sh", ".ci/run"]
 
 
 def run(*argv):
