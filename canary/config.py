@@ -22,6 +22,7 @@ DEFAULTS = {
     "check_interval": "30",  # seconds
     "probes_per_check": 10,
     "retry": False,
+    "adopt": False,
     "ssh_port": 22,
     "ssh_user": "root",
     "stable_port": 8069,
@@ -132,6 +133,7 @@ class Settings:
     error_threshold: float
     auto_promote: bool
     retry: bool
+    adopt: bool
     host: str
     ssh_port: int
     ssh_user: str
@@ -362,6 +364,8 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
                         d["error_threshold"], lambda v: 0 <= v <= 100)
     auto = r.value("auto_promote", parse_bool, "true or false", d["auto_promote"])
     retry = r.value("retry", parse_bool, "true or false", d["retry"])
+    adopt = r.value("adopt", parse_bool, "true or false (true: take over a container named "
+                    "container_name that this program did not start)", d["adopt"])
 
     host, ssh_port, ssh_user, host_key, private_key = _target_values(r, read_file)
     stable_port = r.value("stable_port", parse_int, "a TCP port from 1 to 65535", d["stable_port"], port)
@@ -434,7 +438,7 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
     return Settings(
         stack=stack, image=image, image_tag=tag, canary_percentage=pct, canary_steps=steps,
         monitoring_duration=duration, check_interval=interval, probes_per_check=probes,
-        error_threshold=threshold, auto_promote=auto, retry=retry, host=host, ssh_port=ssh_port,
+        error_threshold=threshold, auto_promote=auto, retry=retry, adopt=adopt, host=host, ssh_port=ssh_port,
         ssh_user=ssh_user, host_key=host_key, stable_port=stable_port, canary_port=canary_port,
         container_port=container_port, bind_address=bind, health_path=health, container_name=name,
         restart_policy=restart, env=env, canary_env=canary_env,

@@ -9,6 +9,15 @@ reloads validated by `nginx -t`, and a container is stopped only after nginx sen
 traffic elsewhere and the old workers drained; `docker stop` then lets the app finish
 its in-flight requests. Promotion therefore goes: all traffic to the canary, replace
 production, all traffic back to production, remove the canary.
+
+Never the last healthy backend: the canary is removed only once production answers
+its health check, and production is stopped only once the canary does. A container
+without this stack's label is never stopped or removed (unless `adopt` says so).
+
+The journal on the host (STATE_DIR/APP/journal.json) holds the record (previous
+image, failed revision, phase...) as it is at each step, written before the step acts:
+when the CLI is killed mid-way, `pulumi refresh` and the next `pulumi up` read the
+truth from it instead of the stack's last saved outputs.
 """
 
 from __future__ import annotations
@@ -100,21 +109,39 @@ class Controller:
     # -- observation ------------------------------------------------------------------
     def observe(self) -> HostState:
         return HostState(production=docker.inspect(self.host, self.spec.app),
-                         canary=docker.inspect(self.host, f"{self.spec.app}-canary"),
+                         canary=docker.inspect(self.host, self.canary_name),
                          split=nginx.read(self.host, self.spec.split.split_path))
 
-    def observed(self, h: HostState) -> P.Observed:
+    def observed(self, h: HostState, check_health: bool = False) -> P.Observed:
+        production_healthy = canary_healthy = None
+        if check_health and h.canary is not None and h.production is not None:
+            production_healthy = self._unhealthy("production") is None
+            canary_healthy = production_healthy or self._unhealthy("canary") is None
         return P.Observed(
             production_revision=_revision(h.production, self.spec.image, self.desired_revision),
             production_running=bool(h.production and h.production.running),
             canary_revision=_revision(h.canary, self.spec.image, self.desired_revision),
             canary_running=bool(h.canary and h.canary.running),
-            split_weight=h.split.weight if h.split else None)
+            split_weight=h.split.weight if h.split else None,
+            production_healthy=production_healthy, canary_healthy=canary_healthy)
+
+    @property
+    def canary_name(self) -> str:
+        return f"{self.spec.app}-canary"
+
+    def journaled(self, recorded: dict) -> dict:
+        """The recorded outputs, updated by the host's journal of this stack: it is newer
+        when an update was interrupted after it acted and before Pulumi saved its outputs."""
+        entry = self._read_journal()
+        if entry.get("stack") != self.spec.stack or not isinstance(entry.get("record"), dict):
+            return dict(recorded)
+        return {**recorded, **{k: v for k, v in entry["record"].items() if k in OUTPUT_KEYS}}
 
     def refreshed(self, recorded: dict) -> dict:
         """The recorded outputs corrected by what runs on the host (pulumi refresh)."""
         h = self.observe()
         o = self.observed(h)
+        recorded = self.journaled(recorded)
         out = dict(recorded)
         out["production_revision"] = o.production_revision
         out["production_image"] = h.production.image if h.production else None
@@ -137,11 +164,12 @@ class Controller:
     def reconcile(self, recorded: dict) -> dict:
         holder = f"stack {self.spec.stack} ({getpass.getuser()}@{socket.gethostname()}) since {time.strftime('%H:%M:%S')}"
         with HostLock(self.host, lock_file(self.spec.app), holder):
+            recorded = self.journaled(recorded)
             self.state = {k: recorded.get(k) for k in OUTPUT_KEYS}
             self.state["analysis"] = recorded.get("analysis") or {}
             h = self.observe()
             self._check_ownership(h)
-            o = self.observed(h)
+            o = self.observed(h, check_health=True)
             r = recorded_from(recorded)
             d = P.Desired(revision=self.spec.revision, steps=self.spec.steps,
                           auto_promote=self.spec.auto_promote, retry=self.spec.retry)
@@ -161,18 +189,44 @@ class Controller:
 
     def _check_ownership(self, h: HostState) -> None:
         for c in (h.production, h.canary):
-            owner = c.labels.get("canary.stack") if c else None
-            if owner and owner != self.spec.stack:
-                raise DeployError(f"container {c.name} on this host is managed by stack {owner!r}, "
-                                  f"not {self.spec.stack!r}: refusing to touch it")
+            if c is not None:
+                self._check_owned(c)
+
+    def _check_owned(self, c: docker.Container) -> None:
+        owner = c.labels.get("canary.stack")
+        if owner and owner != self.spec.stack:
+            raise DeployError(f"container {c.name} on this host is managed by stack {owner!r}, "
+                              f"not {self.spec.stack!r}: refusing to touch it")
+        if not owner and not self.spec.adopt:
+            raise DeployError(f"container {c.name} ({c.image}) on this host was not started by this "
+                              "program: refusing to touch it. To take it over (e.g. the guide's "
+                              "hand-started container), `pulumi config set adopt true`")
+
+    def _remove_container(self, name: str) -> None:
+        """Stops and removes one of the app's containers, if this stack may."""
+        c = docker.inspect(self.host, name)
+        if c is None:
+            return
+        self._check_owned(c)
+        self.log(f"stopping and removing container {name} ({c.image})")
+        docker.stop_and_remove(self.host, name)
 
     def destroy(self) -> None:
         with HostLock(self.host, lock_file(self.spec.app), f"stack {self.spec.stack} destroy"):
-            self._check_ownership(self.observe())
+            h = self.observe()
+            self._check_ownership(h)
             nginx.remove(self.host, self.spec.split.split_path)
-            for name in (f"{self.spec.app}-canary", self.spec.app):
-                docker.stop_and_remove(self.host, name)
-            self.host.run(["rm", "-rf", f"{STATE_DIR}/{self.spec.app}"], check=False)
+            for c in (h.canary, h.production):
+                if c is None:
+                    continue
+                if c.labels.get("canary.stack") != self.spec.stack:
+                    self.log(f"leaving container {c.name} ({c.image}): it was adopted, not started "
+                             "by this stack")
+                    continue
+                docker.stop_and_remove(self.host, c.name)
+            # The nginx site's backup of an adopted site stays: the site puts it back.
+            app_dir = f"{STATE_DIR}/{self.spec.app}"
+            self.host.sh('rm -f "$1"/*.env "$1"/journal.json', app_dir, check=False)
 
     # -- actions (named after plan's kinds) ---------------------------------------------
     def _noop(self, action, h, o):
@@ -192,6 +246,17 @@ class Controller:
         self._remove_canary()
         self._no_canary(phase=P.PROMOTED, message=f"deployed {self.spec.image} to production")
         self._set_production(self.spec.revision)
+
+    def _restore(self, action, h, o):
+        self._replace_production_behind_canary(h.canary.image)
+        self._no_canary(phase=P.STABLE, message=f"production was not healthy: {self.spec.image} "
+                                                "restored behind the canary, which then was removed")
+        self._set_production(self.spec.revision)
+
+    def _halt(self, action, h, o):
+        raise DeployError(f"{action.reason} ({self._unhealthy('production')}): changing nothing. Start a "
+                          f"healthy {self.spec.app} by hand (docker start {self.spec.app}), then "
+                          "`pulumi refresh` and `pulumi up`")
 
     def _cleanup(self, action, h, o):
         self._remove_canary()
@@ -282,12 +347,30 @@ class Controller:
 
     def _promote_running_canary(self, o: P.Observed, reason: str) -> None:
         self.log(f"promoting {self.spec.image}: {reason}")
+        # What production ran before, as observed on the host (adopted containers too),
+        # is recorded (journal) before production is touched.
+        previous = o.production_revision
+        if previous and previous != self.spec.revision:
+            self._set(previous_revision=previous, previous_image=_image_of(previous))
+        self._journal("promoting")
+        self._replace_production_behind_canary(self.spec.image)
+        self._no_canary(phase=P.PROMOTED, message=f"promoted {self.spec.image}: {reason}")
+        self._set_production(self.spec.revision)
+        self._journal("promoted")
+        self.notify.send("promoted", self.state["message"], self.state.get("analysis"))
+
+    def _replace_production_behind_canary(self, canary_image: str) -> None:
+        """The running canary carries every request while production is replaced by the
+        desired revision; then traffic goes back to production and the canary goes."""
+        reason = self._unhealthy("canary")
+        if reason:
+            raise DeployError(f"the canary is not healthy ({reason}): production is left as it is")
         self.promoting = True
         # 1. every request to the canary, pinned or not
-        self._route_to_canary(100)
+        self._route_to_canary(100, canary_image)
         # 2. replace production once nginx stopped sending it traffic
-        nginx.wait_drained(self.host, self.spec.drain_timeout)
-        docker.stop_and_remove(self.host, self.spec.app)
+        self._drain()
+        self._remove_container(self.spec.app)
         try:
             self._start("production")
         except DeployError as err:
@@ -296,35 +379,56 @@ class Controller:
                               "canary container until the next `pulumi up`") from None
         # 3. back to production, then drain and remove the canary
         self._remove_canary()
-        # What production ran before, as observed on the host (adopted containers too).
-        previous = o.production_revision
-        if previous and previous != self.spec.revision:
-            self._set(previous_revision=previous, previous_image=_image_of(previous))
-        self._no_canary(phase=P.PROMOTED, message=f"promoted {self.spec.image}: {reason}")
-        self._set_production(self.spec.revision)
-        self.notify.send("promoted", self.state["message"], self.state.get("analysis"))
 
     def _rollback(self, reason: str) -> None:
         self.log(f"ROLLING BACK {self.spec.image}: {reason}")
-        self._remove_canary()
         self._no_canary(phase=P.ROLLED_BACK, failed_revision=self.spec.revision, failed_image=self.spec.image,
                         failure_reason=reason, message=f"rolled back {self.spec.image}: {reason}")
+        self._journal("rolling_back")
+        self._remove_canary()
         self.notify.send("rolled_back", f"{self.state['message']}. Production is unchanged.",
                          self.state.get("analysis"))
 
     def _remove_canary(self) -> None:
-        """Traffic back to production first; the canary stops after nginx drained."""
-        nginx.remove(self.host, self.spec.split.split_path)
-        nginx.wait_drained(self.host, self.spec.drain_timeout)
-        docker.stop_and_remove(self.host, f"{self.spec.app}-canary")
+        """Traffic back to production first; the canary stops after nginx drained.
 
-    def _route_to_canary(self, weight: int) -> None:
+        Only once production answers its health check: otherwise the canary may be the
+        last healthy backend, and it stays with the traffic it has."""
+        h = self.observe()
+        if h.canary is None and h.split is None:
+            return
+        if h.canary is not None:
+            self._check_owned(h.canary)
+        reason = self._unhealthy("production")
+        if reason:
+            raise DeployError(f"production ({self.spec.app}) is not healthy ({reason}): the canary "
+                              f"{self.canary_name} and the traffic split stay as they are")
+        nginx.remove(self.host, self.spec.split.split_path)
+        self._drain()
+        if h.canary is not None:
+            self._remove_container(self.canary_name)
+
+    def _drain(self) -> None:
+        nginx.wait_drained(self.host, self.spec.drain_timeout)
+
+    def _route_to_canary(self, weight: int, canary_image: Optional[str] = None) -> None:
         self.log(f"routing {weight}% of new clients to the canary")
         nginx.install(self.host, self.spec.split.split_path,
-                      split_config(self.spec.split, weight, self.spec.image))
+                      split_config(self.spec.split, weight, canary_image or self.spec.image))
 
     def _wait_healthy(self, name: str, port: int) -> None:
-        """Waits until the container answers its health path with 200.
+        problem = self._health_problem(name, port)
+        if problem:
+            raise DeployError(problem)
+
+    def _unhealthy(self, role: str) -> Optional[str]:
+        """Why the production or canary container is not healthy, or None if it is."""
+        canary = role == "canary"
+        return self._health_problem(self.canary_name if canary else self.spec.app,
+                                    self.spec.canary_port if canary else self.spec.stable_port, quiet=True)
+
+    def _health_problem(self, name: str, port: int, quiet: bool = False) -> Optional[str]:
+        """Waits until the container answers its health path with 200 (None), or says why not.
 
         An app that does not listen yet is given `startup_timeout` (Odoo takes seconds);
         one that listens but keeps answering errors for BAD_ANSWERS_GRACE is failed then.
@@ -336,25 +440,29 @@ class Controller:
         first_bad_answer: Optional[float] = None
         with self.host.forward(port) as local, requests.Session() as session:
             while True:
+                c = docker.inspect(self.host, name)
+                if c is None:
+                    return f"there is no container {name}"
+                if not c.running:
+                    tail = self.host.run(["docker", "logs", "--tail", "5", name], check=False)
+                    return (f"container {name} exited before it became healthy: "
+                            f"{(tail[1] + tail[2]).strip()[-300:]}")
                 ok, _, last = runner.probe(session, f"http://127.0.0.1:{local}{self.spec.health_path}", 5)
                 probes += 1
                 if ok:
-                    self.log(f"{name} is healthy ({time.monotonic() - start:.1f}s)")
-                    return
+                    if not quiet:
+                        self.log(f"{name} is healthy ({time.monotonic() - start:.1f}s)")
+                    return None
                 failures += 1
                 now = time.monotonic()
                 answered = last.isdigit()
                 first_bad_answer = (first_bad_answer or now) if answered else None
-                c = docker.inspect(self.host, name)
-                if c is None or not c.running:
-                    tail = self.host.run(["docker", "logs", "--tail", "5", name], check=False)
-                    raise DeployError(f"container {name} exited before it became healthy: "
-                                      f"{(tail[1] + tail[2]).strip()[-300:]}")
                 if now >= deadline or (first_bad_answer and now - first_bad_answer >= BAD_ANSWERS_GRACE):
-                    raise DeployError(
-                        f"{name} never became healthy: {probes - failures}/{probes} health checks of "
-                        f"{self.spec.health_path} answered 200 ({100.0 * failures / probes:.1f}% error rate, "
-                        f"threshold {threshold:g}%) in {now - start:.0f}s; last answer: {last}")
+                    return (f"{name} never became healthy: {probes - failures}/{probes} health checks of "
+                            f"{self.spec.health_path} answered 200 ({100.0 * failures / probes:.1f}% error "
+                            f"rate, threshold {threshold:g}%) in {now - start:.0f}s; last answer: {last}")
+                if probes == 1 and quiet:
+                    self.log(f"waiting for {name} to answer its health check ({last})")
                 time.sleep(1)
 
     def _check_port(self, port: int, allow: str) -> None:
@@ -393,9 +501,27 @@ class Controller:
     def _no_canary(self, **values) -> None:
         self._set(canary_revision=None, canary_image=None, canary_weight=0, passed_weight=0, **values)
 
-    def _journal(self, step: str) -> None:
-        entry = {"stack": self.spec.stack, "image": self.spec.image, "revision": self.spec.revision,
-                 "step": step, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        self.host.run(["mkdir", "-p", "-m", "700", f"{STATE_DIR}/{self.spec.app}"])
-        self.host.write_file(f"{STATE_DIR}/{self.spec.app}/journal.json", json.dumps(entry) + "\n", 0o600)
+    # -- the journal on the host ---------------------------------------------------------
+    @property
+    def _journal_path(self) -> str:
+        return f"{STATE_DIR}/{self.spec.app}/journal.json"
 
+    def _journal(self, step: str) -> None:
+        record = {k: v for k, v in self.state.items() if k != "analysis"}
+        analysis = self.state.get("analysis")
+        if isinstance(analysis, dict):
+            record["analysis"] = {k: v for k, v in analysis.items() if k != "series"}
+        entry = {"stack": self.spec.stack, "image": self.spec.image, "revision": self.spec.revision,
+                 "step": step, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "record": record}
+        self.host.run(["mkdir", "-p", "-m", "700", f"{STATE_DIR}/{self.spec.app}"])
+        self.host.write_file(self._journal_path, json.dumps(entry) + "\n", 0o600)
+
+    def _read_journal(self) -> dict:
+        text = self.host.read_file(self._journal_path)
+        try:
+            entry = json.loads(text) if text else {}
+        except ValueError:
+            self.log(f"ignoring an unreadable journal {self._journal_path}")
+            return {}
+        return entry if isinstance(entry, dict) else {}

@@ -8,6 +8,9 @@ spec (env, volumes, ports). A new revision is analysed as a canary before it is
 promoted, as Flagger does for any change of a pod spec.
 
   deploy    nothing runs in production yet: put the revision straight into production
+  restore   production is not healthy and a healthy canary carries the traffic: replace
+            production with the revision behind the canary, then remove the canary
+  halt      production is not healthy and neither is the canary: change nothing
   noop      the host already is as desired
   cleanup   production already runs the revision; remove a leftover canary or split
   blocked   the revision was rolled back before and no retry was asked for
@@ -24,8 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-DEPLOY, NOOP, CLEANUP, BLOCKED, REPLACE, ABORT, ROUTE, PROMOTE, ANALYSE = (
-    "deploy", "noop", "cleanup", "blocked", "replace", "abort", "route", "promote", "analyse")
+DEPLOY, NOOP, CLEANUP, BLOCKED, REPLACE, ABORT, ROUTE, PROMOTE, ANALYSE, RESTORE, HALT = (
+    "deploy", "noop", "cleanup", "blocked", "replace", "abort", "route", "promote", "analyse",
+    "restore", "halt")
 
 # Phases recorded in the stack (output `phase`).
 STABLE, HOLDING, PROMOTED, ROLLED_BACK, ABORTED, INCONCLUSIVE, INTERRUPTED = (
@@ -59,6 +63,10 @@ class Observed:
     canary_revision: Optional[str]  # None: no canary container
     canary_running: bool
     split_weight: Optional[int]  # None: no split file; -1: a split we did not write
+    # Health is checked only while a canary container exists (None: not checked). A
+    # step never removes the last healthy backend, so these decide before anything moves.
+    production_healthy: Optional[bool] = None
+    canary_healthy: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,14 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
     has_canary = o.canary_revision is not None or o.split_weight is not None
     if o.production_revision is None:
         return Action(DEPLOY, reason="nothing runs in production yet")
+    if o.canary_revision is not None and o.production_healthy is False:
+        # E.g. a promotion failed or was killed while the new production was starting.
+        if d.revision == r.failed_revision and not d.retry and d.revision != o.production_revision:
+            return Action(BLOCKED, reason=r.failure_reason or "rolled back before")
+        if o.canary_healthy:
+            return Action(RESTORE, reason="production is not healthy and the canary carries the "
+                                          "traffic: replacing production behind it")
+        return Action(HALT, reason="neither production nor the canary answers its health check")
     if d.revision == o.production_revision:
         if has_canary:
             return Action(CLEANUP, reason="production already runs this revision: removing the canary")

@@ -18,6 +18,8 @@ Verdict fails `pulumi up`, with the reason, when the release's phase is rolled_b
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sys
 import threading
 import time
@@ -42,17 +44,36 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _exit_with_parent() -> None:
-    """A provider whose CLI died must not go on acting on the host."""
+def _exit_with_engine() -> None:
+    """A provider whose CLI died must not go on acting on the host.
+
+    The engine starts `python -m pulumi.dynamic ENGINE_ADDRESS` through a launcher
+    script that stays its parent, so the engine's death does not orphan this process.
+    Like Pulumi's Go plugins (rpcutil.Healthcheck), it watches the engine's address:
+    refused connections mean the CLI is gone. Exiting closes the SSH connection, which
+    releases the host lock."""
+    address = next((a for a in sys.argv[1:] if re.fullmatch(r"[\w.-]+:\d+", a)), None)
     parent = os.getppid()
+
+    def engine_gone() -> bool:
+        if address is None:
+            return False
+        host, port = address.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False  # a slow engine is not a dead one
 
     def watch():
         while True:
             time.sleep(1)
-            if os.getppid() != parent:
+            if os.getppid() != parent or engine_gone():
                 os._exit(3)
 
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+    threading.Thread(target=watch, daemon=True, name="exit-with-engine").start()
 
 
 def _spec_inputs(props: dict) -> dict:
@@ -112,7 +133,7 @@ class ReleaseProvider(ResourceProvider):
         except ConfigError as err:
             self.target_error = str(err)
         self.webhook = req.config.get("notify_webhook") or None
-        _exit_with_parent()
+        _exit_with_engine()
 
     def _host(self) -> Host:
         if self.target is None:

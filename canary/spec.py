@@ -57,6 +57,7 @@ class ReleaseSpec:
     startup_timeout: float = 120
     drain_timeout: float = 5
     access_log: str = ""
+    adopt: bool = False  # may take over an unlabelled container of the app's name
     split: SplitSpec = None  # type: ignore[assignment]
     analysis: AnalysisSpec = None  # type: ignore[assignment]
 
@@ -69,6 +70,7 @@ class ReleaseSpec:
             restart_policy=s.restart_policy, volumes=s.volumes, env=dict(s.env),
             canary_env=dict(s.canary_env), health_path=s.health_path, probe_url=s.probe_url,
             startup_timeout=s.startup_timeout, drain_timeout=s.drain_timeout, access_log=s.access_log,
+            adopt=s.adopt,
             split=SplitSpec.from_settings(s),
             analysis=AnalysisSpec(
                 duration=s.monitoring_duration, interval=s.check_interval,

@@ -66,6 +66,18 @@ def ssh_commands() -> int:
     return log.read_text().count("Starting session:") if log.exists() else 0
 
 
+def program_processes(project: Path) -> list[str]:
+    """Pulumi program and dynamic-provider processes still running for `project`."""
+    found = []
+    for pid in sh("pgrep -f 'pulumi[.]dynamic|pulumi-language-python-exec' || true").split():
+        try:
+            if os.readlink(f"/proc/{pid}/cwd") == str(project):
+                found.append(pid)
+        except OSError:
+            pass  # already gone
+    return found
+
+
 def served_versions(n: int = 100, **kw) -> Counter:
     c: Counter = Counter()
     for _ in range(n):

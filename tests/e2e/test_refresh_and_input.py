@@ -9,7 +9,7 @@ import time
 import pytest
 from pulumi import automation as auto
 
-from .harness import (ROOT, container_id, containers, served_versions, sh, split_exists,
+from .harness import (ROOT, container_id, containers, program_processes, served_versions, sh, split_exists,
                       ssh_commands)
 
 
@@ -62,7 +62,7 @@ def test_killed_mid_analysis_resumes_with_the_same_canary(deployment):
     os.kill(cli.pid, signal.SIGKILL)  # the CLI only: its plugins must notice and stop
     cli.wait()
     time.sleep(3)
-    leftover = sh(f"pgrep -f 'm pulumi[.]dynamic|pulumi-language-python-exec.*{d.project}' || true").split()
+    leftover = program_processes(d.project)
     assert leftover == [], "no provider or program goes on after the CLI is gone"
     # Production never stopped serving.
     assert set(served_versions(30)) <= {"canary-demo v1", "canary-demo v2"}

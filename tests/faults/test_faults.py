@@ -19,7 +19,7 @@ import pytest
 from pulumi import automation as auto
 
 from canary.remote.ssh import ConnectionFailed, Host, Target
-from tests.e2e.harness import (TESTHOST, TESTHOST_DIR, Deployment, Load, containers, reset_host,
+from tests.e2e.harness import (TESTHOST, TESTHOST_DIR, Deployment, Load, containers, program_processes, reset_host,
                                served_versions, sh, split_exists, ssh_commands)
 
 from .conftest import record
@@ -117,7 +117,7 @@ def test_pulumi_up_killed(d, moment):
     with Load() as load:
         killed = _kill_cli_when(d, moment)
         time.sleep(2)
-    leftover = sh(f"pgrep -f 'm pulumi[.]dynamic|pulumi-language-python-exec.*{d.project}' || true").split()
+    leftover = program_processes(d.project)
     ok = killed and not leftover and converge(d) and d.outputs()["production_image"] == "canary-demo:v2"
     record(f"pulumi up killed mid-{'analysis' if 'check' in moment else 'promotion'}", ok, load.failures)
 

@@ -98,3 +98,37 @@ def test_blocked_revision_with_a_leftover_canary_cleans_it_up():
     r = P.Recorded(phase=P.ROLLED_BACK, failed_revision=V2, failure_reason="down")
     a = P.plan(desired(V2), r, host(canary=V2, split=None))
     assert (a.kind, a.cleanup) == (P.BLOCKED, True)
+
+
+# -- never the last healthy backend -----------------------------------------------------
+def sick_production(**kw):
+    return P.Observed(production_revision=V2, production_running=True, canary_revision=V2,
+                      canary_running=True, split_weight=100, production_healthy=False, **kw)
+
+
+def test_failed_promotion_rerun_restores_production_behind_the_canary_not_cleanup():
+    # The same config again after the new production failed: never remove the canary.
+    a = P.plan(desired(V2), P.Recorded(), sick_production(canary_healthy=True))
+    assert a.kind == P.RESTORE
+
+
+def test_a_fixed_revision_replaces_sick_production_behind_the_canary():
+    fixed = "app:v2#b"
+    assert P.plan(desired(fixed), P.Recorded(), sick_production(canary_healthy=True)).kind == P.RESTORE
+
+
+def test_nothing_healthy_changes_nothing():
+    for d in (desired(V2), desired(V1), desired(V2, steps=(0,))):
+        assert P.plan(d, P.Recorded(), sick_production(canary_healthy=False)).kind == P.HALT
+
+
+def test_a_blocked_revision_is_not_restored_into_production():
+    r = P.Recorded(failed_revision=BAD, failure_reason="5xx")
+    a = P.plan(desired(BAD), r, sick_production(canary_healthy=True))
+    assert (a.kind, a.cleanup) == (P.BLOCKED, False)
+
+
+def test_healthy_production_with_canary_plans_as_before():
+    o = P.Observed(production_revision=V1, production_running=True, canary_revision=V2,
+                   canary_running=True, split_weight=10, production_healthy=True, canary_healthy=True)
+    assert P.plan(desired(V1), P.Recorded(), o).kind == P.CLEANUP
