@@ -357,6 +357,7 @@ class Controller:
         self._no_canary(phase=P.PROMOTED, message=f"promoted {self.spec.image}: {reason}")
         self._set_production(self.spec.revision)
         self._journal("promoted")
+        self.log(f"promoted {self.spec.image}; {self.state.get('previous_image') or 'nothing'} before it")
         self.notify.send("promoted", self.state["message"], self.state.get("analysis"))
 
     def _replace_production_behind_canary(self, canary_image: str) -> None:
@@ -381,10 +382,11 @@ class Controller:
         self._remove_canary()
 
     def _rollback(self, reason: str) -> None:
-        self.log(f"ROLLING BACK {self.spec.image}: {reason}")
+        # Recorded before anything else: a log line to a killed CLI already fails.
         self._no_canary(phase=P.ROLLED_BACK, failed_revision=self.spec.revision, failed_image=self.spec.image,
                         failure_reason=reason, message=f"rolled back {self.spec.image}: {reason}")
         self._journal("rolling_back")
+        self.log(f"ROLLING BACK {self.spec.image}: {reason}")
         self._remove_canary()
         self.notify.send("rolled_back", f"{self.state['message']}. Production is unchanged.",
                          self.state.get("analysis"))
@@ -461,7 +463,7 @@ class Controller:
                     return (f"{name} never became healthy: {probes - failures}/{probes} health checks of "
                             f"{self.spec.health_path} answered 200 ({100.0 * failures / probes:.1f}% error "
                             f"rate, threshold {threshold:g}%) in {now - start:.0f}s; last answer: {last}")
-                if probes == 1 and quiet:
+                if probes == 1:
                     self.log(f"waiting for {name} to answer its health check ({last})")
                 time.sleep(1)
 

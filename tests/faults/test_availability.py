@@ -1,0 +1,147 @@
+"""Availability and ownership faults (`scripts/faults`): no step removes the last healthy
+backend, an interrupted update keeps its record (the host's journal), and what the stack
+does not own (an unlabelled container, an adopted nginx site) is never lost."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.harness import (Deployment, Load, container_id, containers, reset_host,
+                               served_versions, sh, split_exists)
+
+from .conftest import record
+from .test_faults import _kill_cli_when, converge
+
+
+@pytest.fixture
+def d(tmp_path):
+    reset_host()
+    dep = Deployment(tmp_path)
+    dep.up()  # v1 in production
+    yield dep
+    reset_host()
+
+
+def set_env(d: Deployment, key: str, values: dict) -> None:
+    for name, value in values.items():
+        d.stack.set_config(f"canary:{key}.{name}", auto.ConfigValue(value=value), path=True)
+
+
+def test_failed_promotion_keeps_the_healthy_canary_serving(d):
+    # Production's own env is broken; the canary's overrides make it work (the guide's
+    # separate canary database): the canary passes, the new production cannot start.
+    d.set(image_tag="v2", monitoring_duration="6s")
+    set_env(d, "env", {"HEALTH_STATUS": "500", "FAIL_PERCENT": "100"})
+    set_env(d, "canary_env", {"HEALTH_STATUS": "200", "FAIL_PERCENT": "0"})
+    with Load() as load:
+        with pytest.raises(auto.CommandError) as first:
+            d.up()
+        # The same config again must not remove the canary, the only healthy backend.
+        with pytest.raises(auto.CommandError) as again:
+            d.up()
+        canary_serving = (containers().get("odoo-canary") == "canary-demo:v2" and split_exists()
+                          and served_versions(30) == {"canary-demo v2": 30})
+        # The operator fixes production's env: restored behind the canary, canary removed.
+        d.stack.remove_config("canary:env")
+        d.up()
+    out = d.outputs()
+    said = all("traffic stays on the canary" in str(e.value) for e in (first, again))
+    restored = (out["production_image"] == "canary-demo:v2" and containers() == {"odoo": "canary-demo:v2"}
+                and not split_exists() and out["previous_image"] == "canary-demo:v1")
+    print(first.value, again.value, out, load.statuses, sep="\n")
+    record("new production fails to start: the canary keeps the traffic until production is fixed",
+           said and canary_serving and restored and converge(d), load.failures)
+
+
+def test_cli_killed_while_the_new_production_starts(d):
+    d.set(image_tag="v2", monitoring_duration="6s")
+    set_env(d, "env", {"STARTUP_DELAY": "6s"})  # production takes seconds to listen, as Odoo does
+    set_env(d, "canary_env", {"STARTUP_DELAY": "0s"})
+    with Load() as load:
+        killed = _kill_cli_when(d, "waiting for odoo to answer")
+        d.cli("cancel", "--yes", check=False)
+        d.up()  # no refresh first: the next `up` must finish the promotion, not cut users off
+    out = d.outputs()
+    ok = (killed and out["production_image"] == "canary-demo:v2" and out["previous_image"] == "canary-demo:v1"
+          and containers() == {"odoo": "canary-demo:v2"} and not split_exists())
+    print(out, load.statuses, sep="\n")
+    record("pulumi up killed while the new production starts", ok and converge(d), load.failures)
+
+
+@pytest.mark.parametrize("moment", ["stopping and removing container odoo ", "promoted canary-demo:v2"])
+def test_cli_killed_during_or_after_promotion_keeps_the_record(d, moment):
+    d.set(image_tag="v2", monitoring_duration="6s")
+    with Load() as load:
+        killed = _kill_cli_when(d, moment)
+        d.cli("cancel", "--yes", check=False)
+        d.refresh()
+        refreshed = d.outputs()
+        d.up()
+    out = d.outputs()
+    ok = (killed and refreshed["previous_image"] == "canary-demo:v1"
+          and out["previous_image"] == "canary-demo:v1" and out["production_image"] == "canary-demo:v2")
+    print(refreshed, out, load.statuses, sep="\n")
+    where = "between docker stop and rm" if "stopping" in moment else "after promotion"
+    record(f"pulumi up killed {where}: previous image kept", ok and converge(d), load.failures)
+
+
+def test_cli_killed_during_rollback_keeps_the_failed_revision(d):
+    d.set(image_tag="broken", monitoring_duration="6s")
+    with Load() as load:
+        killed = _kill_cli_when(d, "ROLLING BACK")
+        d.cli("cancel", "--yes", check=False)
+        d.refresh()
+        refreshed = d.outputs()
+        with pytest.raises(auto.CommandError) as again:
+            d.up()
+    ok = (killed and refreshed["failed_image"] == "canary-demo:broken" and refreshed["phase"] in ("rolled_back", "interrupted")
+          and "was rolled back" in str(again.value) and containers() == {"odoo": "canary-demo:v1"}
+          and not split_exists())
+    print(refreshed, again.value, load.statuses, sep="\n")
+    # The broken canary's own errors are what the analysis caught: count the others.
+    lost = sum(1 for _, status, backend in load.events if status != 200 and backend != "localhost:8070")
+    record("pulumi up killed during a rollback: the failed revision stays blocked", ok and converge(d), lost)
+
+
+def test_unlabelled_container_is_never_stopped_or_removed(tmp_path):
+    reset_host()
+    sh("docker run -d --name odoo --restart unless-stopped -p 127.0.0.1:8069:8069 canary-demo:v1")
+    hand_started = container_id("odoo")
+    d = Deployment(tmp_path)
+    d.set(image_tag="v2")
+    with pytest.raises(auto.CommandError) as refused:
+        d.up()
+    untouched = container_id("odoo") == hand_started and "adopt" in str(refused.value)
+    d.destroy()
+    kept = container_id("odoo") == hand_started and "true" in sh("docker inspect -f '{{.State.Running}}' odoo")
+    # Adopted on request; destroy still leaves the container it did not start.
+    d2 = Deployment(tmp_path / "adopting", name="adopting", config={"adopt": "true"})
+    d2.up()
+    adopted = container_id("odoo") == hand_started
+    d2.destroy()
+    left = container_id("odoo") == hand_started
+    reset_host()
+    record("a container without the stack's label is never stopped or removed",
+           untouched and kept and adopted and left, 0)
+
+
+def test_destroy_puts_an_adopted_site_back_exactly(tmp_path):
+    reset_host()
+    site = "/etc/nginx/sites-enabled/odoo"
+    original = ("# the guide's site\nupstream odoo { server 127.0.0.1:8069; }\n"
+                "server { listen 8088; location / { proxy_pass http://odoo; } }\n")
+    with open(site, "w") as f:
+        f.write(original)
+    os.chmod(site, 0o640)
+    sh("nginx -s reload")
+    d = Deployment(tmp_path, config={"nginx_site": site})
+    d.up()
+    managed = "Managed by the canary Pulumi program" in open(site).read()
+    d.destroy()
+    back = open(site).read() == original and oct(os.stat(site).st_mode & 0o777) == "0o640"
+    valid = sh("nginx -t 2>&1 && echo OK").strip().endswith("OK")
+    reset_host()
+    record("destroy after adopting an nginx site puts it back exactly", managed and back and valid, 0)
