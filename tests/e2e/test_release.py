@@ -116,6 +116,10 @@ def test_adopts_the_guides_hand_started_container_and_site(deployment):
        "nginx -s reload")
     hand_started = container_id("odoo")
     d.set(nginx_site="/etc/nginx/sites-enabled/odoo")
+    with pytest.raises(auto.CommandError) as refused:
+        d.up()  # a name match is not enough: adopting is an explicit choice
+    assert "adopt" in str(refused.value) and container_id("odoo") == hand_started
+    d.set(adopt="true")
     d.up()
     assert container_id("odoo") == hand_started, "adopted, not replaced"
     assert d.outputs()["production_image"] == "canary-demo:v1"
