@@ -103,6 +103,7 @@ class Controller:
         self.desired_revision = revision or spec.revision
         self.state: dict = {}
         self.promoting = False
+        self.production_problem: Optional[str] = None  # why production was not healthy
         # Analysis reports (JSON + HTML) go here, on the machine running Pulumi.
         self.report_dir = os.environ.get("CANARY_REPORT_DIR", "reports")
 
@@ -115,7 +116,8 @@ class Controller:
     def observed(self, h: HostState, check_health: bool = False) -> P.Observed:
         production_healthy = canary_healthy = None
         if check_health and h.canary is not None and h.production is not None:
-            production_healthy = self._unhealthy("production") is None
+            self.production_problem = self._unhealthy("production")
+            production_healthy = self.production_problem is None
             canary_healthy = production_healthy or self._unhealthy("canary") is None
         return P.Observed(
             production_revision=_revision(h.production, self.spec.image, self.desired_revision),
@@ -214,14 +216,17 @@ class Controller:
     def destroy(self) -> None:
         with HostLock(self.host, lock_file(self.spec.app), f"stack {self.spec.stack} destroy"):
             h = self.observe()
-            self._check_ownership(h)
+            for c in (h.canary, h.production):
+                owner = c.labels.get("canary.stack") if c else None
+                if owner and owner != self.spec.stack:
+                    raise DeployError(f"container {c.name} on this host is managed by stack {owner!r}: "
+                                      "refusing to remove the app's split file and containers")
             nginx.remove(self.host, self.spec.split.split_path)
             for c in (h.canary, h.production):
                 if c is None:
                     continue
                 if c.labels.get("canary.stack") != self.spec.stack:
-                    self.log(f"leaving container {c.name} ({c.image}): it was adopted, not started "
-                             "by this stack")
+                    self.log(f"leaving container {c.name} ({c.image}): this stack did not start it")
                     continue
                 docker.stop_and_remove(self.host, c.name)
             # The nginx site's backup of an adopted site stays: the site puts it back.
@@ -254,7 +259,7 @@ class Controller:
         self._set_production(self.spec.revision)
 
     def _halt(self, action, h, o):
-        raise DeployError(f"{action.reason} ({self._unhealthy('production')}): changing nothing. Start a "
+        raise DeployError(f"{action.reason} ({self.production_problem}): changing nothing. Start a "
                           f"healthy {self.spec.app} by hand (docker start {self.spec.app}), then "
                           "`pulumi refresh` and `pulumi up`")
 

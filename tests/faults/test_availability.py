@@ -123,9 +123,21 @@ def test_unlabelled_container_is_never_stopped_or_removed(tmp_path):
     adopted = container_id("odoo") == hand_started
     d2.destroy()
     left = container_id("odoo") == hand_started
+    # The guide's hand-started canary next to a stack's own production.
+    reset_host()
+    d3 = Deployment(tmp_path / "own", name="own")
+    d3.up()
+    sh("docker run -d --name odoo-canary -p 127.0.0.1:8070:8069 canary-demo:v2")
+    guide_canary = container_id("odoo-canary")
+    d3.set(image_tag="v2")
+    with pytest.raises(auto.CommandError) as refused_canary:
+        d3.up()
+    d3.destroy()
+    canary_left = (container_id("odoo-canary") == guide_canary and container_id("odoo") is None
+                   and "adopt" in str(refused_canary.value))
     reset_host()
     record("a container without the stack's label is never stopped or removed",
-           untouched and kept and adopted and left, 0)
+           untouched and kept and adopted and left and canary_left, 0)
 
 
 def test_destroy_puts_an_adopted_site_back_exactly(tmp_path):
