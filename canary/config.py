@@ -9,6 +9,8 @@ top of being quoted where they are used.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -166,6 +168,9 @@ class Settings:
     probe_url: Optional[str] = None
     nginx_site: Optional[str] = None
     private_key: str = field(repr=False, default="")
+    # Trusted testers who may force a backend (see _force_values).
+    force_allow: tuple[str, ...] = ()
+    force_token: str = field(repr=False, default="")
 
     @property
     def full_image(self) -> str:
@@ -320,6 +325,70 @@ def _volume(v: Any) -> str:
     return v
 
 
+# -- forced routing: who may steer a request to the canary (or to stable) -------------------
+FORCE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+FORCE_TOKEN_ALLOWED = ("16 to 128 letters, digits, '_' or '-' (e.g. `openssl rand -hex 24`), set with "
+                       "`pulumi config set --secret force_token ...`")
+FORCE_ALLOW_ALLOWED = ("a list of IPv4 addresses or networks such as ['203.0.113.7', '10.0.0.0/8'] "
+                       "(prefix /8 to /32, no host bits set; at most 64 entries)")
+FORCE_ALLOW_MAX = 64
+
+
+def load_force_token(get: Callable[[str], Any]) -> str:
+    """The token that lets a tester force a backend ("" when none); never echoed."""
+    token = get("force_token")
+    if token in (None, ""):
+        return ""
+    if not isinstance(token, str) or not FORCE_TOKEN_RE.fullmatch(token):
+        raise ConfigError([f"canary:force_token is not allowed: {FORCE_TOKEN_ALLOWED}"])
+    return token
+
+
+def _force_network(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[0-9./]{7,18}", v):
+        raise ValueError
+    address, _, prefix = v.partition("/")
+    if not IPV4_RE.fullmatch(address) or (prefix and not re.fullmatch(r"[1-9]\d?", prefix)):
+        raise ValueError
+    if prefix and not 8 <= int(prefix) <= 32:
+        raise ValueError
+    net = ipaddress.IPv4Network(v, strict=True)  # raises on host bits set
+    return str(net.network_address) if net.prefixlen == 32 else str(net)
+
+
+def _force_values(r: _Reader, secret_keys: frozenset[str]) -> tuple[tuple[str, ...], str]:
+    raw = r.get("force_allow")
+    allow: list[str] = []
+    if isinstance(raw, str) and raw.strip().startswith("["):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            pass
+    if isinstance(raw, str):
+        raw = [p for p in re.split(r"[\s,]+", raw) if p]
+    if raw in (None, []):
+        raw = []
+    if not isinstance(raw, list) or len(raw) > FORCE_ALLOW_MAX:
+        r.problems.append(f"canary:force_allow = {str(raw)[:60]!r} is not allowed: {FORCE_ALLOW_ALLOWED}")
+        raw = []
+    for v in raw:
+        try:
+            net = _force_network(v)
+            if net not in allow:
+                allow.append(net)
+        except ValueError:
+            r.problems.append(f"canary:force_allow entry {str(v)[:60]!r} is not allowed: {FORCE_ALLOW_ALLOWED}")
+    token = ""
+    try:
+        token = load_force_token(r.get)
+    except ConfigError as err:
+        r.problems.extend(err.problems)
+    if token and "force_token" not in secret_keys:
+        r.problems.append("canary:force_token must be a secret: set it with "
+                          "`pulumi config set --secret force_token ...`")
+    return tuple(allow), token
+
+
 def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = frozenset(),
          read_file: Callable[[str], str] = _read_text) -> Settings:
     """Builds Settings from a config getter (`get(key)` returns the raw value or None).
@@ -433,6 +502,8 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
                         "an http(s) URL of the app's root on this machine's network, e.g. "
                         "http://10.0.0.5:8070 (default: probes go through an SSH tunnel)", None)
 
+    force_allow, force_token = _force_values(r, secret_keys)
+
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
@@ -448,4 +519,4 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
         drain_timeout=drain, max_response_time=max_rt, max_error_logs_per_minute=max_logs,
         latency_factor=factor, min_requests=min_requests, metric_command=metric_command,
         metric_max=metric_max, probe_url=probe_url, nginx_site=site,
-        private_key=private_key)
+        private_key=private_key, force_allow=force_allow, force_token=force_token)

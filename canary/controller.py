@@ -95,8 +95,12 @@ def _image_of(revision: Optional[str]) -> Optional[str]:
 
 class Controller:
     def __init__(self, host: Host, spec: ReleaseSpec, log: Callable[[str], None],
-                 revision: Optional[str] = None, notifier: Optional[Notifier] = None):
+                 revision: Optional[str] = None, notifier: Optional[Notifier] = None,
+                 force_token: str = ""):
         self.host, self.spec, self.log = host, spec, log
+        # canary:force_token from the stack config (not a spec input: never in the state);
+        # it reaches the host only inside the split file, written mode 600.
+        self.force_token = force_token
         self.notify = notifier or Notifier(None, spec.stack, spec.app, log)
         # The spec's own revision, unless the caller knows it better (a refresh only has
         # the recorded spec, without the container env the revision digests).
@@ -421,7 +425,8 @@ class Controller:
     def _route_to_canary(self, weight: int, canary_image: Optional[str] = None) -> None:
         self.log(f"routing {weight}% of new clients to the canary")
         nginx.install(self.host, self.spec.split.split_path,
-                      split_config(self.spec.split, weight, canary_image or self.spec.image))
+                      split_config(self.spec.split, weight, canary_image or self.spec.image, self.force_token),
+                      mode=0o600 if self.force_token else 0o644)
 
     def _wait_healthy(self, name: str, port: int) -> None:
         problem = self._health_problem(name, port)

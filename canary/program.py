@@ -33,7 +33,7 @@ def _raw(key: str) -> Any:
 def main() -> None:
     stack = pulumi.get_stack()
     try:
-        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env")
+        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env", "force_token")
                                         if is_config_secret(f"{NAMESPACE}:{k}")))
     except ConfigError as err:
         # Before any resource exists: nothing reaches the host.
@@ -53,7 +53,7 @@ def main() -> None:
     if s.env_is_secret:
         env = {k: pulumi.Output.secret(v) for k, v in env.items()}
     first = s.steps[0]
-    preview = render.split_config(render.SplitSpec.from_settings(s), first, s.full_image) if first else ""
+    preview = render.split_preview(s, first) if first else ""  # force token as a placeholder
     release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,
                       opts=pulumi.ResourceOptions(depends_on=[site]))
     Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))

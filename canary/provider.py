@@ -30,7 +30,7 @@ from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResu
                             ResourceProvider, UpdateResult)
 
 from . import plan as P
-from .config import ConfigError, load_target
+from .config import ConfigError, load_force_token, load_target
 from .controller import OUTPUT_KEYS, Controller, DeployError, blocked_message, recorded_from
 from .notify import Notifier
 from .remote.ssh import Host
@@ -124,6 +124,7 @@ class ReleaseProvider(ResourceProvider):
         self.target = None
         self.target_error: Optional[str] = None
         self.webhook: Optional[str] = None
+        self.force_token = ""
 
     def configure(self, req: ConfigureRequest) -> None:
         # Errors reach the user as the exception's text: a message, not a stack trace.
@@ -133,6 +134,11 @@ class ReleaseProvider(ResourceProvider):
         except ConfigError as err:
             self.target_error = str(err)
         self.webhook = req.config.get("notify_webhook") or None
+        # Forced routing's token: from the stack config, like the webhook, never an input.
+        try:
+            self.force_token = load_force_token(req.config.get)
+        except ConfigError as err:
+            self.target, self.target_error = None, str(err)
         _exit_with_engine()
 
     def _host(self) -> Host:
@@ -144,7 +150,7 @@ class ReleaseProvider(ResourceProvider):
         host = self._host()
         spec = ReleaseSpec.from_inputs(spec_inputs)
         notifier = Notifier(self.webhook, spec.stack, spec.app, _say)
-        return Controller(host, spec, _say, revision, notifier), host
+        return Controller(host, spec, _say, revision, notifier, self.force_token), host
 
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
         spec = ReleaseSpec.from_inputs(_spec_inputs(news))

@@ -11,10 +11,11 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import jinja2
 
-from .config import Settings
+from .config import FORCE_TOKEN_ALLOWED, FORCE_TOKEN_RE, Settings
 from .remote import STATE_DIR
 
 _env = jinja2.Environment(
@@ -52,11 +53,18 @@ class SplitSpec:
     canary_port: int
     split_path: str
     routing: str
+    # Addresses/networks whose requests may force a backend (canary:force_allow).
+    force_allow: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Lists come back from the engine: keep the spec hashable and comparable.
+        object.__setattr__(self, "force_allow", tuple(self.force_allow or ()))
 
     @classmethod
     def from_settings(cls, s: Settings) -> "SplitSpec":
         return cls(stack=s.stack, app=s.container_name, stable_port=s.stable_port,
-                   canary_port=s.canary_port, split_path=s.split_path, routing=s.routing)
+                   canary_port=s.canary_port, split_path=s.split_path, routing=s.routing,
+                   force_allow=tuple(s.force_allow))
 
     def values(self) -> dict:
         return {"stack": self.stack, "app": self.app, "id": nginx_id(self.app),
@@ -70,14 +78,34 @@ def site_config(s: Settings) -> str:
         server_name=s.server_name, access_log=s.access_log)
 
 
-def split_config(spec: SplitSpec, weight: int, canary_image: str) -> str:
+# Stands for canary:force_token wherever the split file is shown rather than installed
+# (the release's `split_preview` input, so `pulumi preview --diff` and the state). It is
+# outside the token's character set, so it never matches a real token.
+FORCE_TOKEN_PLACEHOLDER = "<secret:force_token>"
+
+
+def split_config(spec: SplitSpec, weight: int, canary_image: str,
+                 force_token: Optional[str] = None) -> str:
     """The split file sending `weight` percent of new clients to `canary_image`
-    (100: every request, pinned or not, as during a promotion)."""
+    (100: every request, pinned or not, as during a promotion).
+
+    Testers may force a backend only when trusted: `force_token` (canary:force_token,
+    given only when the file is written to the host) or an address in
+    `spec.force_allow`. Without either, force headers and cookies are ignored."""
     if not 0 < weight <= 100:
         raise ValueError(f"a split needs a weight from 1 to 100, not {weight}")
+    if force_token and force_token != FORCE_TOKEN_PLACEHOLDER and not FORCE_TOKEN_RE.fullmatch(force_token):
+        raise ValueError("canary:force_token is not allowed: " + FORCE_TOKEN_ALLOWED)  # never echoed
     return _env.get_template("split.conf.j2").render(
         **spec.values(), weight=weight, canary_image=canary_image, routing=spec.routing,
-        generation=generation(canary_image))
+        generation=generation(canary_image), token=force_token or "",
+        allow=spec.force_allow)
+
+
+def split_preview(s: Settings, weight: int) -> str:
+    """The split file as shown in `pulumi preview --diff`: the token is a placeholder."""
+    return split_config(SplitSpec.from_settings(s), weight, s.full_image,
+                        FORCE_TOKEN_PLACEHOLDER if s.force_token else None)
 
 
 def _script(name: str, s: Settings, **values: str) -> str:

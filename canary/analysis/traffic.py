@@ -49,14 +49,29 @@ def _split(value: str) -> list[str]:
     return [p.strip() for p in value.replace(" : ", ", ").split(",") if p.strip()]
 
 
+def forced(rec: dict) -> bool:
+    """Whether a log record is a request a trusted tester forced (not real traffic)."""
+    return str(rec.get("forced") or "") in ("canary", "stable")
+
+
 def parse(lines: str, stable_port: int, canary_port: int) -> dict[str, Backend]:
-    """Per-backend stats ("stable", "canary") of the given access log lines."""
-    result = {"stable": Backend(), "canary": Backend()}
+    """Per-backend stats ("stable", "canary") of the given access log lines. Forced
+    requests are left out of both; "forced" counts them (whole requests, final status)."""
+    result = {"stable": Backend(), "canary": Backend(), "forced": Backend()}
     ports = {str(stable_port): "stable", str(canary_port): "canary"}
     for line in lines.splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        if forced(rec):
+            try:
+                seconds = float(rec.get("rt") or 0)
+            except (TypeError, ValueError):
+                seconds = 0.0
+            result["forced"].add(str(rec.get("final", "")), seconds)
             continue
         addrs, statuses, times = (_split(str(rec.get(k, ""))) for k in ("upstream", "status", "urt"))
         for i, addr in enumerate(addrs):

@@ -59,9 +59,12 @@ def test_testers_can_force_the_canary_and_clients_stay_pinned(deployment):
     d = deployment
     d.up()
     d.set(image_tag="v2", auto_promote="false", canary_percentage="50")
+    token = "e2e-testers-token-0123456789"
+    d.set_secret("force_token", token)
     d.up()
-    assert served_versions(20, headers={"X-Canary": "always"}) == {"canary-demo v2": 20}
-    assert served_versions(20, cookies={"canary_odoo": "force"}) == {"canary-demo v2": 20}
+    assert served_versions(20, headers={"X-Canary": "always", "X-Canary-Token": token}) == {"canary-demo v2": 20}
+    assert served_versions(20, cookies={"canary_odoo": f"force.{token}"}) == {"canary-demo v2": 20}
+    assert served_versions(20, headers={"X-Canary": "never", "X-Canary-Token": token}) == {"canary-demo v1": 20}
     # A client keeps the backend it was given.
     with requests.Session() as s:
         seen = {s.get(SITE_URL + "/").text.split(":")[0] for _ in range(20)}

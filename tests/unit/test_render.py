@@ -1,12 +1,22 @@
-"""Rendered nginx files pass the real `nginx -t`, with and without the split file."""
+"""Rendered nginx files pass the real `nginx -t`, with and without the split file; forced
+routing is honoured only for trusted testers (a real nginx on scratch ports)."""
 
+import http.client
+import json
+import os
 import shutil
+import socket
 import subprocess
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from canary import render
-from canary.config import load
+from canary.analysis import traffic
+from canary.config import ConfigError, load
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIItacbEdtqXT2Ea9U7i3NjqphXIndLeHps5lhqc6CTA1"
@@ -15,7 +25,7 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIItacbEdtqXT2Ea9U7i3NjqphXIndLeH
 def settings(**over):
     values = {"image": "odoo-erp", "image_tag": "v2", "host": "h", "ssh_private_key": KEY,
               "ssh_host_key": HOST_KEY, "listen_port": "18088", **over}
-    return load(values.get, "test")
+    return load(values.get, "test", frozenset({"force_token"}))
 
 
 def nginx_test(tmp_path, site: str, split: str | None) -> subprocess.CompletedProcess:
@@ -60,3 +70,233 @@ def test_site_script_quotes_the_content():
     script = render.site_apply_script(s)
     assert "printf '%s' '" in script  # one single-quoted argument
     assert "nginx -t" in script and "flock" in script
+
+
+# -- forced routing ---------------------------------------------------------------------------
+TOKEN = "t0ken-for-testers_0123456789"
+FORCE = {"none": {}, "token": {"force_token": TOKEN},
+         "allow": {"force_allow": '["127.0.0.8/29", "10.0.0.0/8", "192.0.2.7"]'},
+         "both": {"force_token": TOKEN, "force_allow": "127.0.0.8/29, 192.0.2.7"}}
+
+
+def split_of(s, weight=10, token=None):
+    return render.split_config(render.SplitSpec.from_settings(s), weight, s.full_image,
+                               s.force_token if token is None else token)
+
+
+@needs_nginx
+@pytest.mark.parametrize("routing", ["cookie", "ip_hash"])
+@pytest.mark.parametrize("weight", [10, 100])
+@pytest.mark.parametrize("force", sorted(FORCE))
+def test_split_with_forced_routing_is_valid(tmp_path, routing, weight, force):
+    s = settings(routing=routing, **FORCE[force])
+    r = nginx_test(tmp_path, render.site_config(s), split_of(s, weight))
+    assert r.returncode == 0, r.stderr
+    # The preview (a placeholder instead of the token) is valid nginx too.
+    r = nginx_test(tmp_path, render.site_config(s), render.split_preview(s, weight))
+    assert r.returncode == 0, r.stderr
+
+
+def test_without_token_or_allow_list_nothing_can_force():
+    text = split_of(settings())
+    assert "always\\|" not in text and "never\\|" not in text and "\\|force" not in text
+    assert "trusted" not in text and "geo " not in text and "http_x_canary_token" not in text
+    assert "$canary_odoo_forced" in text  # the access log's field stays defined
+
+
+def test_the_preview_shows_a_placeholder_never_the_token():
+    s = settings(**FORCE["both"])
+    assert TOKEN in split_of(s)
+    preview = render.split_preview(s, 10)
+    assert TOKEN not in preview and render.FORCE_TOKEN_PLACEHOLDER in preview
+    assert "127.0.0.8/29 1;" in preview and "192.0.2.7 1;" in preview
+    assert TOKEN not in repr(s) and TOKEN not in json.dumps(render.SplitSpec.from_settings(s).__dict__)
+    # The placeholder never matches a real token.
+    assert not __import__("canary.config", fromlist=["x"]).FORCE_TOKEN_RE.fullmatch(
+        render.FORCE_TOKEN_PLACEHOLDER)
+    with pytest.raises(ValueError) as err:
+        split_of(s, token="bad token\"; }")
+    assert "bad token" not in str(err.value)
+
+
+def test_force_token_and_allow_list_are_validated():
+    ok = settings(force_token="a" * 16, force_allow="10.0.0.0/8 203.0.113.7/32")
+    assert ok.force_allow == ("10.0.0.0/8", "203.0.113.7") and ok.force_token == "a" * 16
+    for bad in ["short", "a" * 129, "a" * 15 + "$", "a" * 16 + "\n", "x" * 16 + " y", "a" * 16 + "|"]:
+        with pytest.raises(ConfigError) as err:
+            settings(force_token=bad)
+        assert "canary:force_token is not allowed" in str(err.value)
+        assert bad not in str(err.value)  # a secret is never echoed
+    for bad in ["10.0.0.1/8", "10.0.0.0/7", "10.0.0.0/0", "10.0.0.0/33", "256.1.1.1", "010.0.0.1",
+                "10.0.0.0/08", "::1", "example.com", "1.2.3.4; }", "1.2.3.4/", '["1.2.3.4", 5]',
+                "1.2.3.4, x", "1.2.3.4\x00"]:
+        with pytest.raises(ConfigError) as err:
+            settings(force_allow=bad)
+        assert "canary:force_allow" in str(err.value), bad
+    with pytest.raises(ConfigError):
+        settings(force_allow=json.dumps(["10.0.%d.0/24" % i for i in range(65)]))
+    # A token set in plain text is refused: it must be a secret.
+    values = {"image": "odoo-erp", "image_tag": "v2", "host": "h", "ssh_private_key": KEY,
+              "ssh_host_key": HOST_KEY, "force_token": "a" * 16}
+    with pytest.raises(ConfigError) as err:
+        load(values.get, "test")
+    assert "canary:force_token must be a secret" in str(err.value)
+
+
+# A real nginx on scratch ports in front of two tiny backends that name themselves.
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def backend(name: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"{name}:{self.headers.get('X-Canary-Token', '')}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def site(tmp_path):
+    """Starts nginx with the site and a split file rendered for the given settings."""
+    started = []
+
+    def start(force: str, routing: str = "cookie", weight: int = 10):
+        stable, canary, listen = free_port(), free_port(), free_port()
+        started.extend([backend("stable", stable), backend("canary", canary)])
+        s = settings(routing=routing, stable_port=str(stable), canary_port=str(canary),
+                     listen_port=str(listen), **FORCE[force])
+        site_conf = render.site_config(s).replace(f"listen {listen};", f"listen 127.0.0.1:{listen};")
+        r = nginx_test(tmp_path, site_conf, None if weight is None else split_of(s, weight))
+        assert r.returncode == 0, r.stderr
+        conf = tmp_path / "nginx.conf"
+        conf.write_text("user root;\nworker_processes 1;\n" + conf.read_text())
+        subprocess.run(["nginx", "-c", str(conf), "-p", str(tmp_path)], check=True)
+        started.append(tmp_path)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", listen), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        served.ports = [stable, canary]
+        return listen, s
+
+    yield start
+    for thing in started:
+        if isinstance(thing, ThreadingHTTPServer):
+            thing.shutdown()
+    if (tmp_path / "nginx.pid").exists():
+        pid = int((tmp_path / "nginx.pid").read_text())
+        os.kill(pid, 15)
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            except ProcessLookupError:
+                break
+
+
+def served(port: int, n: int = 100, source: str = "127.0.0.1", headers=None, cookie=None):
+    """n requests, each a new client: which backend answered, and the pins handed out."""
+    seen, pins, backends = Counter(), Counter(), Counter()
+    for _ in range(n):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+        h = dict(headers or {})
+        if cookie:
+            h["Cookie"] = cookie
+        conn.request("GET", "/", headers=h)
+        r = conn.getresponse()
+        body = r.read().decode()
+        name, _, passed_token = body.partition(":")
+        assert passed_token == "", "the force token must not reach the app"
+        seen[name] += 1
+        backends[r.getheader("X-Canary-Backend")] += 1
+        pins[bool(r.getheader("Set-Cookie"))] += 1
+        conn.close()
+    # X-Canary-Backend keeps the guide's localhost:PORT form.
+    assert set(backends) <= {f"localhost:{p}" for p in served.ports}, backends
+    return seen, pins
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="nginx needs root for user/listen here")
+
+
+@needs_nginx
+@needs_root
+def test_untrusted_force_attempts_are_split_like_everyone(site, tmp_path):
+    port, s = site("both")
+    attempts = [{"headers": {"X-Canary": "always"}}, {"cookie": "canary_odoo=force"},
+                {"cookie": "canary_odoo=force.wrong-token-0123456789"},
+                {"headers": {"X-Canary": "always", "X-Canary-Token": TOKEN.upper()}},
+                {"headers": {"X-Canary": "always", "X-Canary-Token": TOKEN + "x"}},
+                {"headers": {"X-Canary": "always", "X-Forwarded-For": "127.0.0.9", "X-Real-IP": "127.0.0.9"}},
+                {"headers": {"X-Canary": "1|always|", "X-Canary-Token": "|force." + TOKEN[:-1]}},
+                {"headers": {"X-Canary": "always"}, "source": "127.0.0.16"}]
+    for attempt in attempts:
+        seen, pins = served(port, 100, **attempt)
+        assert seen["canary"] == 10, (attempt, seen)  # the weighted split: exactly 10 in 100
+        assert pins[True] == 100  # treated as normal clients: pinned
+    # Nothing of this is marked forced in the access log.
+    log = (tmp_path / "logs" / "odoo-canary-access.log").read_text()
+    assert '"forced":"canary"' not in log and '"forced":"stable"' not in log
+
+
+@needs_nginx
+@needs_root
+def test_trusted_testers_force_a_backend_and_are_marked(site, tmp_path):
+    port, s = site("both")
+    for attempt in [{"headers": {"X-Canary": "always", "X-Canary-Token": TOKEN}},
+                    {"headers": {"x-canary": "ALWAYS", "x-canary-token": TOKEN}},
+                    {"cookie": f"canary_odoo=force.{TOKEN}"},
+                    {"cookie": f"other=1; canary_odoo=force.{TOKEN}"},
+                    {"headers": {"X-Canary": "always"}, "source": "127.0.0.9"},
+                    {"cookie": "canary_odoo=force", "source": "127.0.0.15"}]:
+        seen, pins = served(port, 30, **attempt)
+        assert seen == {"canary": 30}, (attempt, seen)
+        assert pins == {False: 30}, "a forced request gets no pin (the force cookie stays)"
+    seen, _ = served(port, 30, headers={"X-Canary": "never", "X-Canary-Token": TOKEN})
+    assert seen == {"stable": 30}
+    # The access log marks them, and the analysis leaves them out.
+    time.sleep(0.2)
+    lines = (tmp_path / "logs" / "odoo-canary-access.log").read_text()
+    stats = traffic.parse(lines, s.stable_port, s.canary_port)
+    assert stats["forced"].requests == 6 * 30 + 30
+    assert stats["canary"].requests == 0 and stats["stable"].requests == 0
+    assert all(json.loads(line)["forced"] in ("canary", "stable") for line in lines.splitlines())
+
+
+@needs_nginx
+@needs_root
+@pytest.mark.parametrize("force", ["none", "token", "allow"])
+def test_each_trust_alone(site, force):
+    port, _ = site(force, routing="ip_hash" if force == "allow" else "cookie")
+    by_token, _ = served(port, 20, headers={"X-Canary": "always", "X-Canary-Token": TOKEN})
+    by_address, _ = served(port, 20, source="127.0.0.9", headers={"X-Canary": "always"})
+    assert (by_token["canary"] == 20) == (force == "token"), by_token
+    assert (by_address["canary"] == 20) == (force == "allow"), by_address
+
+
+@needs_nginx
+@needs_root
+def test_without_a_split_file_everything_is_stable_and_logged_unforced(site, tmp_path):
+    port, s = site("none", weight=None)
+    seen, pins = served(port, 20, headers={"X-Canary": "always", "X-Canary-Token": TOKEN},
+                        cookie="canary_odoo=force")
+    assert seen == {"stable": 20} and pins == {False: 20}
+    time.sleep(0.2)
+    lines = (tmp_path / "logs" / "odoo-canary-access.log").read_text().splitlines()
+    assert len(lines) == 20 and all(json.loads(x)["forced"] == "" for x in lines)
+    assert traffic.parse("\n".join(lines), s.stable_port, s.canary_port)["stable"].requests == 20

@@ -1,0 +1,152 @@
+"""Forced routing through the real CLI on the local test host: only trusted testers can
+steer a request to the canary, forced requests do not count in the analysis, and the
+force token stays out of the state, the preview and the CLI output.
+
+The canary holds at 10 % (auto_promote false). Trusted: the secret canary:force_token,
+and canary:force_allow = 127.0.0.8/29 (the test client speaks from 127.0.0.9 for it;
+127.0.0.1 is not in the list).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from tests.e2e.harness import Deployment, Load, containers, reset_host, sh
+
+from .conftest import record
+
+TOKEN = "fault-suite-force-token-7c41e9b2"
+PLACEHOLDER = "<secret:force_token>"
+ALLOWED_NET, ALLOWED, OUTSIDE = "127.0.0.8/29", "127.0.0.9", "127.0.0.1"
+SPLIT = "/etc/nginx/conf.d/odoo-canary.conf"
+ACCESS_LOG = "/var/log/nginx/odoo-canary-access.log"
+
+
+def get(source: str = OUTSIDE, headers=None, cookie=None) -> str:
+    """One request of a new client (no cookie jar): the version that answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", 8088, timeout=10, source_address=(source, 0))
+    try:
+        h = dict(headers or {})
+        if cookie:
+            h["Cookie"] = cookie
+        conn.request("GET", "/", headers=h)
+        r = conn.getresponse()
+        body = r.read().decode(errors="replace")
+        return body.split(":")[0] if r.status == 200 else str(r.status)
+    finally:
+        conn.close()
+
+
+def canary_share(n: int = 100, **kw) -> int:
+    """How many of n new clients the canary (v2) served."""
+    return Counter(get(**kw) for _ in range(n))["canary-demo v2"]
+
+
+class Forcer:
+    """A trusted tester hitting the canary through the force path while users come and go."""
+
+    def __init__(self, rate: float = 40.0):
+        self.rate = rate
+        self.seen: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.seen[get(headers={"X-Canary": "always", "X-Canary-Token": TOKEN})] += 1
+            except OSError as err:
+                self.seen[type(err).__name__] += 1
+            time.sleep(1 / self.rate)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def held(tmp_path):
+    """v1 in production, then v2 analysed at 10 % with users and a trusted tester, held."""
+    reset_host()
+    d = Deployment(tmp_path)
+    d.up()
+    d.set(image_tag="v2", auto_promote="false", canary_percentage="10",
+          force_allow=json.dumps([ALLOWED_NET]))
+    d.set_secret("force_token", TOKEN)
+    d.preview_diff = d.cli("preview", "--diff").stdout
+    log_before = int(sh(f"wc -l < {ACCESS_LOG} 2>/dev/null || echo 0").strip() or 0)
+    with Load() as load, Forcer() as forcer:
+        d.up()
+    d.load, d.forcer = load, forcer
+    d.forced_logged = sum('"forced":"canary"' in line for line in
+                          sh(f"tail -n +{log_before + 1} {ACCESS_LOG}").splitlines())
+    yield d
+    reset_host()
+
+
+def test_forced_routing_only_for_trusted_testers(held):
+    d = held
+    out = d.outputs()
+    assert out["phase"] == "holding" and out["canary_weight"] == 10, out["message"]
+    assert containers() == {"odoo": "canary-demo:v1", "odoo-canary": "canary-demo:v2"}
+
+    # (1) untrusted clients: their force header or cookie is ignored, the split decides.
+    untrusted = {
+        "X-Canary: always": canary_share(headers={"X-Canary": "always"}),
+        "cookie force": canary_share(cookie="canary_odoo=force"),
+        "cookie force.<wrong token>": canary_share(cookie="canary_odoo=force.not-the-token-0123456789"),
+        "wrong X-Canary-Token": canary_share(headers={"X-Canary": "always", "X-Canary-Token": TOKEN[:-1]}),
+        "spoofed X-Forwarded-For": canary_share(headers={"X-Canary": "always", "X-Forwarded-For": ALLOWED,
+                                                         "X-Real-IP": ALLOWED}),
+        "address outside the allow-list": canary_share(source="127.0.0.16", headers={"X-Canary": "always"}),
+    }
+    print("untrusted force attempts, canary share of 100 new clients:", untrusted)
+    record("untrusted X-Canary header / force cookie land on the canary only at the split's "
+           f"10 % ({min(untrusted.values())}-{max(untrusted.values())} of 100)",
+           all(3 <= n <= 20 for n in untrusted.values()), 0)
+
+    # (2) the token: every request to the canary.
+    by_token = {"header": canary_share(headers={"X-Canary": "always", "X-Canary-Token": TOKEN}),
+                "cookie": canary_share(cookie=f"canary_odoo=force.{TOKEN}")}
+    record(f"trusted tester with the force token: {by_token['header']}/100 and "
+           f"{by_token['cookie']}/100 on the canary", by_token == {"header": 100, "cookie": 100}, 0)
+
+    # (3) an allow-listed address, without the token.
+    by_address = {"header": canary_share(source=ALLOWED, headers={"X-Canary": "always"}),
+                  "cookie": canary_share(source=ALLOWED, cookie="canary_odoo=force")}
+    record(f"trusted tester from an allow-listed address: {by_address['header']}/100 and "
+           f"{by_address['cookie']}/100 on the canary", by_address == {"header": 100, "cookie": 100}, 0)
+
+    # (4) the analysis counted the users, not the tester's forced requests.
+    a = out["analysis"]
+    users_on_canary = d.load.backends["localhost:8070"]
+    forced = d.forcer.seen["canary-demo v2"]
+    print(f"analysis canary requests {a['canary']['requests']}, users on the canary during the "
+          f"update {users_on_canary}, forced requests {forced} (logged forced: {d.forced_logged})")
+    record(f"forced requests left out of the analysis ({a['canary']['requests']} canary requests "
+           f"counted, {forced} forced ones not)",
+           a["decision"] == "pass" and 0 < a["canary"]["requests"] <= users_on_canary
+           and forced >= 3 * users_on_canary and d.forced_logged == forced
+           # before the split file exists, nothing can be forced: production answers
+           and set(d.forcer.seen) <= {"canary-demo v1", "canary-demo v2"}, d.load.failures)
+
+    # (5) the token is nowhere but in the split file on the host (mode 600).
+    split_file = sh(f"cat {SPLIT}")
+    mode = sh(f"stat -c %a {SPLIT}").strip()
+    places = {"stack export": d.export(), "preview --diff": d.preview_diff,
+              "CLI output": "\n".join(d.log), "stack outputs": json.dumps(d.outputs()),
+              "access log": sh(f"cat {ACCESS_LOG}")}
+    leaks = [p for p, text in places.items() if TOKEN in text]
+    shown = PLACEHOLDER in d.preview_diff and PLACEHOLDER in places["stack export"]
+    record("force token kept out of state, preview diff, CLI output and outputs",
+           not leaks and shown and TOKEN in split_file and mode == "600", 0, leaks=leaks)
