@@ -41,7 +41,12 @@ def test_refresh_shows_a_container_changed_by_hand(deployment):
     assert "canary-demo:v1" in r.stdout and "canary-demo:v2" in r.stdout, r.stdout
     d.refresh()
     assert d.outputs()["production_image"] == "canary-demo:v2"
-    # The config still says v1: up converges back to it.
+    # A container started by hand (no stack label) is not touched without `adopt`...
+    with pytest.raises(auto.CommandError) as refused:
+        d.up()
+    assert "adopt" in str(refused.value) and containers() == {"odoo": "canary-demo:v2"}
+    # ...and with it, the config (still v1) wins: up converges back to it.
+    d.set(adopt="true")
     d.up()
     assert containers() == {"odoo": "canary-demo:v1"}
 
