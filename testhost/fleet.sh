@@ -14,7 +14,8 @@
 #   /var/lib/docker, /run
 # are the host's own directories under $FLEET_DIR/hostN, so that a command run over SSH
 # on host N (`docker ps`, `nginx -t`, `nginx -s reload`) acts on host N's engine and nginx.
-# Everything else (programs, /tmp, the process list) is this machine's.
+# Everything else (programs, temporary files, the process list: pgrep sees every host's
+# nginx) is this machine's.
 #
 # The client key is the single test host's ($TESTHOST_DIR/id_ed25519, made by
 # testhost.sh start); each host has a host key of its own, whose public half is
