@@ -116,6 +116,7 @@ cmd_start() {
     start_nginx
     start_sshd
     build_images
+    bash "$here/fleet.sh" start # three more hosts at 10.231.N.2 (N = 1..3)
     log "ready: ssh -p $SSH_PORT -i $TESTHOST_DIR/id_ed25519 root@127.0.0.1"
 }
 
@@ -131,6 +132,7 @@ cmd_status() {
         echo "sshd: running on 127.0.0.1:$SSH_PORT" || echo "sshd: stopped"
     [ -f "$TESTHOST_DIR/ssh_host_ed25519_key.pub" ] && echo "host key: $(host_key)"
     docker images canary-demo --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | sort
+    bash "$here/fleet.sh" status
 }
 
 # A clean host for the next test: no app containers, no nginx site or split file.
