@@ -79,7 +79,8 @@ EOF
 
 build_images() {
     local app="$TESTHOST_DIR/canary-demo-app" want have
-    want=$(cat "$here/demo-app/main.go" "$here/testhost.sh" | sha256sum | cut -c1-16)
+    # Keyed by the app and this function (the variants), not by the rest of this script.
+    want=$({ cat "$here/demo-app/main.go"; declare -f build_images; } | sha256sum | cut -c1-16)
     have=$(docker image inspect -f '{{index .Config.Labels "canary.demo.build"}}' canary-demo:v1 2>/dev/null || true)
     # Rebuild only when the app or this script changed.
     if [ "$want" = "$have" ]; then
