@@ -334,7 +334,7 @@ class Controller:
         threshold = self.spec.analysis.thresholds.error_threshold
         probes = failures = 0
         first_bad_answer: Optional[float] = None
-        with self.host.forward(port) as local, requests.Session() as session:
+        with self.host.forward(port) as local, runner.app_session() as session:
             while True:
                 ok, _, last = runner.probe(session, f"http://127.0.0.1:{local}{self.spec.health_path}", 5)
                 probes += 1
