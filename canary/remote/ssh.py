@@ -358,10 +358,19 @@ def _drain(chan: paramiko.Channel, deadline: float) -> tuple[str, str]:
             out.append(chan.recv(65536))
         elif chan.recv_stderr_ready():
             err.append(chan.recv_stderr(65536))
-        elif chan.exit_status_ready():
+        elif chan.status_event.is_set() and chan.exit_status != -1:  # the exit status arrived
             break
-        elif chan.closed or not chan.get_transport().is_active():
-            raise EOFError("the SSH channel closed before the command exited")
+        elif chan.closed or chan.status_event.is_set() or not chan.get_transport().is_active():
+            # Closed without an exit status: the connection went away (not a status to
+            # act on: paramiko reports -1), or the command was killed by a signal (-1, a
+            # failure of the command).
+            transport = chan.get_transport()
+            settle = time.monotonic() + 1
+            while transport.is_active() and time.monotonic() < settle:
+                time.sleep(0.05)
+            if not transport.is_active():
+                raise EOFError("the SSH connection closed before the command exited")
+            break
         elif time.monotonic() > deadline:
             raise _Deadline()
         else:

@@ -7,6 +7,7 @@ Docker and nginx of the test host; webhooks and proxies through the real CLI.
 from __future__ import annotations
 
 import http.server
+import re
 import socket
 import threading
 import time
@@ -37,9 +38,19 @@ def host(logs: list | None = None) -> Host:
     return Host(target(), retries=3, log=(logs.append if logs is not None else lambda m: None))
 
 
-def drop_connections() -> None:
-    """Every SSH session's sshd process dies; the listener stays (a network blip)."""
-    sh("pkill -f 'sshd: root' || true")
+def drop_connections(*hosts: Host) -> None:
+    """The hosts' SSH connections die on the host's side (their sshd processes are
+    killed; the listener stays): a network blip."""
+    pids = []
+    for h in hosts:
+        client = h._client
+        if client is None or client.get_transport() is None or not client.get_transport().is_active():
+            continue
+        port = client.get_transport().sock.getsockname()[1]
+        out = sh(f"ss -Htnp state established '( sport = :2222 and dport = :{port} )'")
+        pids += re.findall(r"pid=(\d+)", out)
+    assert pids, "no connection to drop"
+    sh(f"kill {' '.join(sorted(set(pids)))}")
     time.sleep(0.5)
 
 
@@ -96,7 +107,7 @@ def test_connection_killed_during_a_command():
         start = time.monotonic()
         t.start()
         time.sleep(1)
-        drop_connections()
+        drop_connections(h)
         t.join(40)
         took = time.monotonic() - start
         finished = not t.is_alive()
@@ -162,7 +173,7 @@ def test_lock_is_taken_again_after_a_reconnect():
     try:
         with HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3):
             a.run(["true"])
-            drop_connections()
+            drop_connections(a)
             a.run(["true"])  # reconnects, and takes the lock again first
             retaken = a.connects == 2 and any("taken again" in m for m in logs)
             with pytest.raises(HostBusy) as busy:
@@ -181,7 +192,7 @@ def test_lock_taken_by_another_deployer_meanwhile_stops_the_run():
     try:
         with HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3):
             a.run(["true"])
-            drop_connections()
+            drop_connections(a)
             # B gets the lock while A is disconnected, changes things and leaves.
             with HostLock(b, LOCK, "deployer B", wait_seconds=10):
                 pass
@@ -192,7 +203,7 @@ def test_lock_taken_by_another_deployer_meanwhile_stops_the_run():
         # B holds it now: A cannot take it back either.
         with HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3):
             a.run(["true"])
-            drop_connections()
+            drop_connections(a)
             with HostLock(b, LOCK, "deployer B", wait_seconds=10):
                 start = time.monotonic()
                 with pytest.raises(LockLost) as still_held:
