@@ -38,7 +38,10 @@ fi
 # Prints how many are still at it when the time is up (0: drained).
 _WAIT_DRAINED = r'''
 end=$(( $(date +%s) + $1 ))
-while n=$(pgrep -c -f "nginx: worker process is shutting down"); do
+master=$(cat /run/nginx.pid 2>/dev/null || true)
+case $master in ''|*[!0-9]*) parent= ;; *) parent="-P $master" ;; esac
+# shellcheck disable=SC2086 # $parent: this nginx's workers only (when its pid is known)
+while n=$(pgrep -c $parent -f "nginx: worker process is shutting down"); do
     if [ "$(date +%s)" -ge "$end" ]; then echo "$n"; exit 0; fi
     sleep 0.2
 done
