@@ -5,6 +5,10 @@ into a shell line unquoted. File contents travel over SFTP (never on a command l
 so secrets stay out of the host's process list). The host key is pinned: it is checked
 during the key exchange, before any credential is sent. Probes reach the app's ports
 through SSH port forwarding, so only port 22 of the host needs to be reachable.
+
+Every command and SFTP operation has a time limit (CommandTimeout, never retried). A
+dropped connection is retried once on a new connection, is never read as an exit
+status or an empty result, and takes the host lock back first (see lock.py).
 """
 
 from __future__ import annotations
