@@ -21,11 +21,12 @@ from canary.remote import STATE_DIR, docker, nginx
 from canary.remote.lock import HostBusy, HostLock
 from canary.remote.ssh import CommandTimeout, ConnectionFailed, Host, LockLost, RemoteError, Target
 from tests.e2e.harness import (TESTHOST, TESTHOST_DIR, Deployment, Load, containers, reset_host,
-                               served_versions, sh, split_exists)
+                               served_versions, sh)
 
 from .conftest import record
 
 LOCK = f"{STATE_DIR}/transport-test.lock"
+MUST_NOT_EXIST = f"{STATE_DIR}/transport-test-must-not-exist"
 SITE = "/etc/nginx/sites-enabled/odoo.conf"
 
 
@@ -70,9 +71,9 @@ def test_hung_command_times_out():
     record("hung remote command times out (not retried)", took < 8 and named and usable, 0)
 
 
-def test_hung_sftp_read_times_out(tmp_path):
-    fifo = "/tmp/canary-transport-fifo"  # a reader of a FIFO without writer blocks
-    sh(f"rm -f {fifo} && mkfifo {fifo}")
+def test_hung_sftp_read_times_out():
+    fifo = f"{STATE_DIR}/transport-test.fifo"  # a reader of a FIFO without writer blocks
+    sh(f"mkdir -p {STATE_DIR} && rm -f {fifo} && mkfifo {fifo}")
     h = host()
     try:
         start = time.monotonic()
@@ -199,7 +200,7 @@ def test_lock_taken_by_another_deployer_meanwhile_stops_the_run():
             with pytest.raises(LockLost) as lost:
                 a.run(["true"])
             with pytest.raises(LockLost):
-                a.run(["touch", "/tmp/canary-transport-must-not-exist"])  # nothing more runs
+                a.run(["touch", MUST_NOT_EXIST])  # nothing more runs
         # B holds it now: A cannot take it back either.
         with HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3):
             a.run(["true"])
@@ -213,7 +214,7 @@ def test_lock_taken_by_another_deployer_meanwhile_stops_the_run():
     finally:
         a.close()
         b.close()
-        untouched = not Path("/tmp/canary-transport-must-not-exist").exists()
+        untouched = not Path(MUST_NOT_EXIST).exists()
     print(lost.value, still_held.value, f"{waited:.1f}s")
     ok = ("deployer B" in str(lost.value) and "stopping before any further change" in str(lost.value)
           and "deployer B" in str(still_held.value) and untouched and after and waited < 30)
