@@ -450,7 +450,7 @@ class Controller:
         threshold = self.spec.analysis.thresholds.error_threshold
         probes = failures = 0
         first_bad_answer: Optional[float] = None
-        with self.host.forward(port) as local, requests.Session() as session:
+        with self.host.forward(port) as local, runner.app_session() as session:
             while True:
                 c = docker.inspect(self.host, name)
                 if c is None:

@@ -1,15 +1,23 @@
 """Notifications to a Slack-compatible incoming webhook (`canary:notify_webhook`, a secret).
 
 Told when a canary starts and how it ends (promoted, holding, rolled back), with the
-analysis summary. A notification that cannot be delivered is logged and never fails
-the deployment.
+analysis summary. A notification that cannot be delivered (bad URL, refused, an HTTP
+error, a webhook that never answers) is logged without its URL and never fails or
+holds up the deployment: it is sent from a background thread, and the deployment
+waits at most WAIT_SECONDS for it.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Optional
 
 import requests
+
+# Per notification: how long the deployment waits for it, and the HTTP time limits
+# (connect, read) of the background request.
+WAIT_SECONDS = 3.0
+HTTP_TIMEOUT = (3.0, 5.0)
 
 ICONS = {"started": ":hatching_chick:", "promoted": ":white_check_mark:", "holding": ":pause_button:",
          "rolled_back": ":rotating_light:", "aborted": ":wastebasket:", "inconclusive": ":grey_question:"}
@@ -39,11 +47,27 @@ class Notifier:
             return
         body = "\n".join([f"{ICONS.get(event, '')} *{self.app}* ({self.stack}): {text}",
                           *summary_lines(analysis or {})])
+        payload = {"text": body, "event": event, "stack": self.stack, "app": self.app}
+        sender = threading.Thread(target=self._post, args=(event, payload), daemon=True,
+                                  name=f"notify-{event}")
+        sender.start()
+        sender.join(WAIT_SECONDS)
+        if sender.is_alive():
+            self.log(f"notification '{event}' not answered within {WAIT_SECONDS:g}s; the deployment goes on")
+
+    def _post(self, event: str, payload: dict) -> None:
         try:
-            r = requests.post(self.url, json={"text": body, "event": event, "stack": self.stack,
-                                              "app": self.app}, timeout=5)
+            r = requests.post(self.url, json=payload, timeout=HTTP_TIMEOUT)
             if r.status_code >= 300:
-                self.log(f"notification not accepted by the webhook (HTTP {r.status_code})")
-        except requests.RequestException as err:
-            # The webhook URL is a secret: name the error, not the URL.
-            self.log(f"notification failed ({type(err).__name__}); the deployment goes on")
+                self._say(f"notification '{event}' not accepted by the webhook (HTTP {r.status_code}); "
+                          "the deployment goes on")
+        except Exception as err:  # noqa: BLE001 - nothing here may fail the deployment
+            # The webhook URL is a secret: name the error, never the URL (requests'
+            # messages contain it).
+            self._say(f"notification '{event}' failed ({type(err).__name__}); the deployment goes on")
+
+    def _say(self, message: str) -> None:
+        try:
+            self.log(message)
+        except Exception:  # noqa: BLE001 - a late answer after the update ended
+            pass

@@ -5,6 +5,10 @@ evenly (HTTP GET with `requests`, through an SSH tunnel to the canary's port unl
 direct `probe_url` is configured). After the probes: the new lines of nginx's access
 log, the canary's ERROR log lines and the host metric. Every check prints one progress
 line, which `pulumi up` shows as it happens.
+
+Everything that talks to the app (probes, the health wait) uses `app_session()`: the
+environment's HTTP(S)_PROXY settings are ignored, since the app is reached through our
+own tunnel (or the configured `probe_url`), never through a proxy.
 """
 
 from __future__ import annotations
@@ -20,7 +24,23 @@ from ..remote import docker
 from ..remote.ssh import Host
 from ..spec import ReleaseSpec
 from . import traffic
-from .verdict import CONTINUE, Evidence, Verdict, judge
+from .verdict import CONTINUE, INCONCLUSIVE, PASS, Evidence, Verdict, judge
+
+
+def app_session() -> requests.Session:
+    """A requests session for the app: no proxy from the environment, no .netrc."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def unmeasured_logs(verdict: Verdict, unknown: Optional[str]) -> Verdict:
+    """A pass is not a pass when the canary's ERROR log lines could not be counted at
+    the end: the analysis could not measure them (inconclusive: the canary is held)."""
+    if unknown and verdict.status == PASS:
+        return Verdict(INCONCLUSIVE, f"the canary's ERROR log lines could not be counted ({unknown}): "
+                                     "failed to measure, not promoting")
+    return verdict
 
 
 @dataclass
@@ -94,7 +114,8 @@ def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], Non
     # One probe of stable per check: the latency baseline the canary is compared with.
     baseline = host.forward(spec.stable_port)
     verdict = Verdict(CONTINUE, "")
-    with tunnel as local_port, baseline as stable_port, requests.Session() as session:
+    logs_unknown: Optional[str] = None
+    with tunnel as local_port, baseline as stable_port, app_session() as session:
         base = spec.probe_url.rstrip("/") if spec.probe_url else f"http://127.0.0.1:{local_port}"
         url = base + spec.health_path
         stable_url = f"http://127.0.0.1:{stable_port}{spec.health_path}"
@@ -120,14 +141,19 @@ def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], Non
             stats = traffic.parse(access.new_lines(), spec.stable_port, spec.canary_port)
             evidence.canary.merge(stats["canary"])
             evidence.stable.merge(stats["stable"])
-            evidence.error_logs = docker.count_log_lines(host, f"{spec.app}-canary", since)
+            try:
+                evidence.error_logs = docker.count_log_lines(host, f"{spec.app}-canary", since)
+                logs_unknown = None
+            except docker.LogsUnavailable as err:
+                # Unknown, not zero: a later count covers this check too (same `since`).
+                logs_unknown = str(err)
             evidence.minutes = (time.monotonic() - started) / 60
             if a.metric_command:
                 evidence.metric = _metric(host, a.metric_command)
             final = i == checks
-            verdict = judge(evidence, a.thresholds, final)
+            verdict = unmeasured_logs(judge(evidence, a.thresholds, final), logs_unknown)
             series.append(_point(i, time.monotonic() - started, evidence))
-            log(_progress(i, checks, last, evidence, a.thresholds.error_threshold, verdict))
+            log(_progress(i, checks, last, evidence, a.thresholds.error_threshold, verdict, logs_unknown))
             if verdict.status != CONTINUE:
                 break
     return Result(verdict, evidence, weight, time.monotonic() - started, series)
@@ -158,12 +184,15 @@ def _point(i: int, t: float, e: Evidence) -> dict:
             "canary_requests": e.canary.requests, "stable_requests": e.stable.requests}
 
 
-def _progress(i: int, n: int, last: str, e: Evidence, threshold: float, v: Verdict) -> str:
+def _progress(i: int, n: int, last: str, e: Evidence, threshold: float, v: Verdict,
+              logs_unknown: Optional[str] = None) -> str:
     line = (f"check {i}/{n}: health {last}, {e.probes - e.probe_failures}/{e.probes} ok, "
             f"error rate {e.probe_error_rate:.1f}% (threshold {threshold:g}%) | traffic: canary "
             f"{e.canary.requests} req {e.canary.error_rate:.1f}% 5xx p95 {e.canary.p(95) * 1000:.0f}ms, "
             f"stable {e.stable.requests} req {e.stable.error_rate:.1f}% 5xx p95 {e.stable.p(95) * 1000:.0f}ms")
-    if e.error_logs:
+    if logs_unknown:
+        line += f" | ERROR log lines unknown: {logs_unknown}"
+    elif e.error_logs:
         line += f" | {e.error_logs} ERROR log lines"
     if e.metric is not None:
         line += f" | metric {e.metric:g}"

@@ -12,7 +12,18 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from . import STATE_DIR
-from .ssh import Host
+from .ssh import Host, RemoteError
+
+
+class LogsUnavailable(Exception):
+    """The container's log could not be read (Docker daemon down, container gone):
+    the number of ERROR lines is unknown, not zero."""
+
+
+def _absent(err: str) -> bool:
+    """Whether Docker's error says the object does not exist (and nothing else)."""
+    return "no such container" in err.lower() or "no such object" in err.lower() or \
+        "no such image" in err.lower()
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,14 @@ class Spec:
 
 
 def inspect(host: Host, name: str) -> Optional[Container]:
-    status, out, _ = host.run(["docker", "inspect", "--type", "container", name], check=False)
+    """The container, or None when Docker says there is none. Any other failure (the
+    daemon down, a dropped connection) raises: it is not evidence of absence."""
+    argv = ["docker", "inspect", "--type", "container", name]
+    status, out, err = host.run(argv, check=False)
     if status != 0:
-        return None
+        if _absent(err):
+            return None
+        raise RemoteError(argv, status, out, err)
     data = json.loads(out)[0]
     state = data.get("State", {})
     return Container(
@@ -69,7 +85,11 @@ def inspect(host: Host, name: str) -> Optional[Container]:
 
 
 def image_exists(host: Host, image: str) -> bool:
-    return host.run(["docker", "image", "inspect", image], check=False)[0] == 0
+    argv = ["docker", "image", "inspect", image]
+    status, out, err = host.run(argv, check=False)
+    if status != 0 and not _absent(err):
+        raise RemoteError(argv, status, out, err)
+    return status == 0
 
 
 def run(host: Host, spec: Spec) -> Container:
@@ -106,10 +126,23 @@ def port_holder(host: Host, bind_address: str, port: int) -> Optional[str]:
     return out.strip() or None
 
 
+# Counts the lines containing $3 in the container's log since $1, and says whether
+# `docker logs` itself succeeded (its own error is its last line).
+_COUNT_LOG_LINES = r'''
+{ docker logs --since "$1" "$2" 2>&1; echo "canary:docker-logs-status:$?"; } |
+    NEEDLE="$3" awk '/^canary:docker-logs-status:/ { st = substr($0, 27); next }
+                     index($0, ENVIRON["NEEDLE"]) { n++ }
+                     { last = $0 }
+                     END { print n + 0; print st; print last }'
+'''
+
+
 def count_log_lines(host: Host, name: str, since: str, needle: str = "ERROR") -> int:
-    out = host.sh('docker logs --since "$1" "$2" 2>&1 | grep -c -- "$3" || true', since, name, needle,
-                  check=False)
-    try:
-        return int(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return 0
+    """Lines containing `needle` in the container's log since `since`. Raises
+    LogsUnavailable when `docker logs` failed (the count is unknown, not 0)."""
+    out = host.sh(_COUNT_LOG_LINES, since, name, needle).split("\n")
+    count, status, last = (out + ["", "", ""])[:3]
+    if status.strip() != "0" or not count.strip().isdigit():
+        raise LogsUnavailable(f"`docker logs {name}` failed (exit {status.strip() or '?'}): "
+                              f"{last.strip()[-200:]}")
+    return int(count)

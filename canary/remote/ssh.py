@@ -5,6 +5,10 @@ into a shell line unquoted. File contents travel over SFTP (never on a command l
 so secrets stay out of the host's process list). The host key is pinned: it is checked
 during the key exchange, before any credential is sent. Probes reach the app's ports
 through SSH port forwarding, so only port 22 of the host needs to be reachable.
+
+Every command and SFTP operation has a time limit (CommandTimeout, never retried). A
+dropped connection is retried once on a new connection, is never read as an exit
+status or an empty result, and takes the host lock back first (see lock.py).
 """
 
 from __future__ import annotations
@@ -34,6 +38,28 @@ class RemoteError(Exception):
 
 class ConnectionFailed(Exception):
     pass
+
+
+class CommandTimeout(Exception):
+    """A remote command (or SFTP operation) did not finish in time. Never retried: the
+    command may have taken effect, or may still be running."""
+
+    def __init__(self, what: str, seconds: float):
+        self.what, self.seconds = what, seconds
+        super().__init__(f"{what} did not finish within {seconds:g}s on the host (hung command or "
+                         "dead connection); stopped waiting for it")
+
+
+class LockLost(Exception):
+    """The host lock went away with a dropped connection and could not be taken back
+    safely: nothing more may change on the host in this run."""
+
+
+# Default time limits (seconds).
+COMMAND_TIMEOUT = 300
+SFTP_TIMEOUT = 60
+OPEN_TIMEOUT = 30   # opening a channel
+ALIVE_TIMEOUT = 10  # the liveness check after a timeout
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,11 @@ class Host:
         self._client: Optional[paramiko.SSHClient] = None
         self._lock = threading.Lock()
         self.connects = 0  # how many times a connection was (re-)established
+        # The host lock held through this connection (lock.HostLock), if any: when the
+        # connection is re-established, or the lock's session ended, it is taken again
+        # before any further command runs (or the run stops with LockLost).
+        self.holding = None
+        self._lost: Optional[LockLost] = None
 
     # -- connection -------------------------------------------------------------------
     def _connect(self) -> paramiko.SSHClient:
@@ -97,14 +128,18 @@ class Host:
 
     def client(self) -> paramiko.SSHClient:
         with self._lock:
+            if self._lost is not None:
+                raise self._lost
             c = self._client
             if c is not None and c.get_transport() is not None and c.get_transport().is_active():
+                self._keep_lock(c)
                 return c
             delay = 1.0
             for attempt in range(1, self.retries + 1):
                 try:
                     self._client = self._connect()
                     self.connects += 1
+                    self._keep_lock(self._client)
                     return self._client
                 except ConnectionFailed:
                     raise
@@ -117,6 +152,29 @@ class Host:
                     delay = min(delay * 2, 15)
             raise AssertionError("unreachable")
 
+    def _keep_lock(self, client: paramiko.SSHClient) -> None:
+        """Takes the host lock again when its session is gone (a new connection, or the
+        holder expired); stops everything for good when that is not safe."""
+        held = self.holding
+        if held is None or held.alive():
+            return
+        try:
+            held.retake(client)
+            self.log(f"SSH connection to {self.target.host} re-established; host lock {held.path} taken again")
+        except Exception as err:
+            self._lost = LockLost(
+                f"the host lock {held.path} was lost with the SSH connection to {self.target.host} "
+                f"and could not be taken back ({err}); stopping before any further change to the host. "
+                "Run `pulumi refresh`, then `pulumi up`")
+            raise self._lost from None
+
+    def release_lock(self, lock) -> None:
+        """The lock was released on purpose: stop keeping it (and forget a loss)."""
+        with self._lock:
+            if self.holding is lock:
+                self.holding = None
+                self._lost = None
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -125,65 +183,120 @@ class Host:
 
     # -- commands ---------------------------------------------------------------------
     def run(self, argv: Sequence[str], check: bool = True, stdin: Optional[str] = None,
-            timeout: float = 300) -> tuple[int, str, str]:
+            timeout: float = COMMAND_TIMEOUT) -> tuple[int, str, str]:
         """Runs one command (an argument list) and returns (status, stdout, stderr).
 
         A dropped connection is retried once on a fresh connection: callers only run
-        commands that are safe to repeat (inspections and idempotent changes).
+        commands that are safe to repeat (inspections and idempotent changes). A command
+        that does not finish within `timeout` seconds raises CommandTimeout (not retried).
         """
         command = shlex.join(argv)
+        shown = f"`{command[:120]}`"
         for attempt in (1, 2):
+            deadline = time.monotonic() + timeout
+            transport = self.client().get_transport()
+            chan = None
             try:
-                chan = self.client().get_transport().open_session(timeout=30)
-                chan.settimeout(timeout)
+                chan = transport.open_session(timeout=min(OPEN_TIMEOUT, timeout))
+                chan.settimeout(max(timeout, 0.1))
                 chan.exec_command(command)
                 if stdin is not None:
                     chan.sendall(stdin.encode())
                 chan.shutdown_write()
-                out, err = _drain(chan)
+                out, err = _drain(chan, deadline)
                 status = chan.recv_exit_status()
                 chan.close()
                 break
+            except (socket.timeout, _Deadline):
+                if chan is not None:
+                    chan.close()
+                self._check_alive()
+                raise CommandTimeout(shown, timeout) from None
             except (OSError, EOFError, paramiko.SSHException) as err:
                 self.close()
                 if attempt == 2:
-                    raise ConnectionFailed(f"SSH connection lost while running `{command[:120]}`: {err}") from None
-                self.log(f"SSH connection dropped ({err}); reconnecting")
+                    raise ConnectionFailed(f"SSH connection lost while running {shown}: {err}") from None
+                self.log(f"SSH connection dropped ({err or type(err).__name__}); reconnecting")
         if check and status != 0:
             raise RemoteError(argv, status, out, err)
         return status, out, err
 
-    def sh(self, script: str, *args: str, check: bool = True, timeout: float = 300) -> str:
+    def _check_alive(self) -> None:
+        """After a timeout: a connection that cannot run `true` quickly is dead (a silent
+        network failure); drop it so that the next command reconnects."""
+        try:
+            chan = self.client().get_transport().open_session(timeout=ALIVE_TIMEOUT)
+            chan.settimeout(ALIVE_TIMEOUT)
+            chan.exec_command("true")
+            _drain(chan, time.monotonic() + ALIVE_TIMEOUT)
+            chan.close()
+        except (LockLost, ConnectionFailed):
+            raise
+        except Exception:
+            self.log(f"SSH connection to {self.target.host} does not answer; dropping it")
+            self.close()
+
+    def sh(self, script: str, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> str:
         """Runs a fixed shell `script` with `args` as its positional parameters ($1...)."""
         return self.run(["sh", "-c", script, "sh", *args], check=check, timeout=timeout)[1]
 
-    def write_file(self, path: str, content: str, mode: int = 0o644) -> None:
+    def write_file(self, path: str, content: str, mode: int = 0o644, timeout: float = SFTP_TIMEOUT) -> None:
         """Writes `content` to `path` atomically (temporary file, then rename)."""
         tmp = f"{path}.tmp-canary"
-        sftp = self.client().open_sftp()
-        try:
+
+        def write(sftp: paramiko.SFTPClient) -> None:
             with sftp.file(tmp, "w") as f:
                 f.write(content.encode())
             sftp.chmod(tmp, mode)
             sftp.posix_rename(tmp, path)
-        finally:
-            sftp.close()
+        self._sftp(f"SFTP write of {path}", write, timeout)
 
-    def read_file(self, path: str) -> Optional[str]:
-        sftp = self.client().open_sftp()
-        try:
-            with sftp.file(path, "r") as f:
-                return f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return None
-        finally:
-            sftp.close()
+    def read_file(self, path: str, timeout: float = SFTP_TIMEOUT) -> Optional[str]:
+        """The file's text, or None when it does not exist (any other failure raises)."""
+        def read(sftp: paramiko.SFTPClient) -> Optional[str]:
+            try:
+                with sftp.file(path, "r") as f:
+                    return f.read().decode(errors="replace")
+            except FileNotFoundError:
+                return None
+        return self._sftp(f"SFTP read of {path}", read, timeout)
+
+    def _sftp(self, what: str, operation: Callable[[paramiko.SFTPClient], object], timeout: float):
+        """Runs `operation` on a fresh SFTP session whose every wait is bounded by
+        `timeout`. A dropped connection is retried once (the operations are idempotent);
+        an error of the operation itself (permission denied, no such directory) raises."""
+        for attempt in (1, 2):
+            transport = self.client().get_transport()
+            sftp = None
+            try:
+                chan = transport.open_session(timeout=min(OPEN_TIMEOUT, timeout))
+                chan.settimeout(timeout)
+                chan.invoke_subsystem("sftp")
+                sftp = paramiko.SFTPClient(chan)
+                return operation(sftp)
+            except socket.timeout:
+                self._check_alive()
+                raise CommandTimeout(what, timeout) from None
+            except (OSError, EOFError, paramiko.SSHException) as err:
+                if isinstance(err, OSError) and transport.is_active() and sftp is not None:
+                    raise  # the operation failed, not the connection
+                self.close()
+                if attempt == 2:
+                    raise ConnectionFailed(f"SSH connection lost during the {what}: {err}") from None
+                self.log(f"SSH connection dropped ({err or type(err).__name__}); reconnecting")
+            finally:
+                if sftp is not None:
+                    try:
+                        sftp.close()
+                    except Exception:
+                        pass
 
     # -- a session that holds something open ------------------------------------------
-    def open_session(self, argv: Sequence[str]) -> paramiko.Channel:
+    def open_session(self, argv: Sequence[str], client: Optional[paramiko.SSHClient] = None) -> paramiko.Channel:
         """Starts a long-running command; closing the channel (or losing the connection)
-        ends it. Used for the host lock."""
-        chan = self.client().get_transport().open_session(timeout=30)
+        ends it. Used for the host lock (on `client` while it is being re-established)."""
+        chan = (client or self.client()).get_transport().open_session(timeout=OPEN_TIMEOUT)
+        chan.settimeout(OPEN_TIMEOUT)
         chan.exec_command(shlex.join(argv))
         return chan
 
@@ -236,15 +349,34 @@ class Host:
             server.close()
 
 
-def _drain(chan: paramiko.Channel) -> tuple[str, str]:
+class _Deadline(Exception):
+    pass
+
+
+def _drain(chan: paramiko.Channel, deadline: float) -> tuple[str, str]:
+    """Reads stdout and stderr until the command exits; _Deadline after `deadline`,
+    EOFError when the connection went away first."""
     out, err = [], []
     while True:
         if chan.recv_ready():
             out.append(chan.recv(65536))
         elif chan.recv_stderr_ready():
             err.append(chan.recv_stderr(65536))
-        elif chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+        elif chan.status_event.is_set() and chan.exit_status != -1:  # the exit status arrived
             break
+        elif chan.closed or chan.status_event.is_set() or not chan.get_transport().is_active():
+            # Closed without an exit status: the connection went away (not a status to
+            # act on: paramiko reports -1), or the command was killed by a signal (-1, a
+            # failure of the command).
+            transport = chan.get_transport()
+            settle = time.monotonic() + 1
+            while transport.is_active() and time.monotonic() < settle:
+                time.sleep(0.05)
+            if not transport.is_active():
+                raise EOFError("the SSH connection closed before the command exited")
+            break
+        elif time.monotonic() > deadline:
+            raise _Deadline()
         else:
             time.sleep(0.01)
     return b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace")

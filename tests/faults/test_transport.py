@@ -1,0 +1,435 @@
+"""Transport faults: hung commands, dropped connections, a stopped Docker daemon, a lost
+or stale host lock, failing nginx reloads, undrained workers, failing webhooks and a
+proxy in the environment. The remote layer is driven directly against the real sshd,
+Docker and nginx of the test host; webhooks and proxies through the real CLI.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from pulumi import automation as auto
+
+from canary.remote import STATE_DIR, docker, nginx
+from canary.remote.lock import HostBusy, HostLock
+from canary.remote.ssh import CommandTimeout, ConnectionFailed, Host, LockLost, RemoteError, Target
+from tests.e2e.harness import (TESTHOST, TESTHOST_DIR, Deployment, Load, containers, reset_host,
+                               served_versions, sh)
+
+from .conftest import record
+
+LOCK = f"{STATE_DIR}/transport-test.lock"
+MUST_NOT_EXIST = f"{STATE_DIR}/transport-test-must-not-exist"
+SITE = "/etc/nginx/sites-enabled/odoo.conf"
+
+
+def target() -> Target:
+    host_key = " ".join((TESTHOST_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+    return Target("127.0.0.1", 2222, "root", host_key, (TESTHOST_DIR / "id_ed25519").read_text())
+
+
+def host(logs: list | None = None) -> Host:
+    return Host(target(), retries=3, log=(logs.append if logs is not None else lambda m: None))
+
+
+def drop_connections(*hosts: Host) -> None:
+    """The hosts' SSH connections die on the host's side (their sshd processes are
+    killed; the listener stays): a network blip."""
+    pids = []
+    for h in hosts:
+        client = h._client
+        if client is None or client.get_transport() is None or not client.get_transport().is_active():
+            continue
+        port = client.get_transport().sock.getsockname()[1]
+        out = sh(f"ss -Htnp state established '( sport = :2222 and dport = :{port} )'")
+        pids += re.findall(r"pid=(\d+)", out)
+    assert pids, "no connection to drop"
+    sh(f"kill {' '.join(sorted(set(pids)))}")
+    time.sleep(0.5)
+
+
+# -- 1. every command and SFTP call has a time limit -------------------------------------
+def test_hung_command_times_out():
+    h = host()
+    try:
+        start = time.monotonic()
+        with pytest.raises(CommandTimeout) as hung:
+            h.run(["sleep", "30"], timeout=2)
+        took = time.monotonic() - start
+        named = "`sleep 30`" in str(hung.value) and "2s" in str(hung.value)
+        usable = h.run(["echo", "still here"])[1].strip() == "still here"
+    finally:
+        h.close()
+    print(f"timed out after {took:.1f}s: {hung.value}")
+    record("hung remote command times out (not retried)", took < 8 and named and usable, 0)
+
+
+def test_hung_sftp_read_times_out():
+    fifo = f"{STATE_DIR}/transport-test.fifo"  # a reader of a FIFO without writer blocks
+    sh(f"mkdir -p {STATE_DIR} && rm -f {fifo} && mkfifo {fifo}")
+    h = host()
+    try:
+        start = time.monotonic()
+        with pytest.raises(CommandTimeout) as hung:
+            h.read_file(fifo, timeout=2)
+        took = time.monotonic() - start
+        usable = h.read_file("/etc/hostname") is not None
+    finally:
+        h.close()
+        sh(f"timeout 2 sh -c 'echo > {fifo}' || true; rm -f {fifo}")
+    print(f"timed out after {took:.1f}s: {hung.value}")
+    record("hung SFTP read times out", took < 8 and "SFTP read" in str(hung.value) and usable, 0)
+
+
+def test_connection_killed_during_a_command():
+    """A connection that dies under a running command neither hangs nor passes for an
+    empty result: the command runs again on a new connection (callers only run
+    repeatable commands), or the run fails."""
+    logs: list[str] = []
+    h = host(logs)
+    result: dict = {}
+
+    def run():
+        try:
+            result["out"] = h.run(["sh", "-c", "sleep 3; echo done"], timeout=60)
+        except Exception as err:  # noqa: BLE001
+            result["error"] = err
+
+    try:
+        h.run(["true"])
+        t = threading.Thread(target=run, daemon=True)
+        start = time.monotonic()
+        t.start()
+        time.sleep(1)
+        drop_connections(h)
+        t.join(40)
+        took = time.monotonic() - start
+        finished = not t.is_alive()
+    finally:
+        h.close()
+    print(f"after {took:.1f}s: {result}; {logs}")
+    ok = finished and (result.get("out", (1, ""))[1].strip() == "done" and h.connects == 2
+                       or isinstance(result.get("error"), ConnectionFailed))
+    record("SSH connection killed under a running command", ok, 0)
+
+
+def test_read_file_none_only_when_missing():
+    h = host()
+    try:
+        missing = h.read_file("/nonexistent/canary-file")
+        with pytest.raises(OSError) as unreadable:
+            h.read_file("/etc")  # a directory: an error, not "no file"
+    finally:
+        h.close()
+    ok = missing is None and not isinstance(unreadable.value, FileNotFoundError)
+    record("unreadable file is an error, not a missing file", ok, 0)
+
+
+# -- 2. a failing Docker is not "no container" ----------------------------------------------
+def test_docker_daemon_down_is_not_absence():
+    reset_host()
+    h = host()
+    raised = {}
+    try:
+        absent_when_up = docker.inspect(h, "odoo-no-such-container") is None
+        sh("pkill -TERM -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done")
+        for name, call in {
+            "inspect": lambda: docker.inspect(h, "odoo"),
+            "image_exists": lambda: docker.image_exists(h, "canary-demo:v1"),
+            "count_log_lines": lambda: docker.count_log_lines(h, "odoo-canary", "2020-01-01T00:00:00Z"),
+        }.items():
+            try:
+                raised[name] = f"returned {call()!r}"
+            except (RemoteError, docker.LogsUnavailable) as err:
+                raised[name] = str(err)
+    finally:
+        sh(f"bash {TESTHOST} start >/dev/null 2>&1")
+        h.close()
+    print(raised)
+    ok = absent_when_up and all("Cannot connect to the Docker daemon" in v for v in raised.values())
+    record("Docker daemon down: inspect/logs raise, not 'no container' or '0 errors'", ok, 0)
+
+
+def test_log_count_of_a_missing_container_is_unknown():
+    h = host()
+    try:
+        with pytest.raises(docker.LogsUnavailable) as unknown:
+            docker.count_log_lines(h, "odoo-no-such-container", "2020-01-01T00:00:00Z")
+    finally:
+        h.close()
+    record("container log unreadable: ERROR count unknown, not 0", "No such container" in str(unknown.value), 0)
+
+
+# -- 3. the host lock across reconnects -----------------------------------------------------
+def test_lock_is_taken_again_after_a_reconnect():
+    logs: list[str] = []
+    a, b = host(logs), host()
+    try:
+        with HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3):
+            a.run(["true"])
+            drop_connections(a)
+            a.run(["true"])  # reconnects, and takes the lock again first
+            retaken = a.connects == 2 and any("taken again" in m for m in logs)
+            with pytest.raises(HostBusy) as busy:
+                with HostLock(b, LOCK, "deployer B", wait_seconds=1):
+                    pass
+            held = "deployer A" in str(busy.value) and "held for" in str(busy.value)
+    finally:
+        a.close()
+        b.close()
+    print(logs, busy.value)
+    record("host lock taken again after a reconnect", retaken and held, 0)
+
+
+def test_lock_taken_by_another_deployer_meanwhile_stops_the_run():
+    a, b = host(), host()
+    try:
+        with HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3):
+            a.run(["true"])
+            drop_connections(a)
+            # B gets the lock while A is disconnected, changes things and leaves.
+            with HostLock(b, LOCK, "deployer B", wait_seconds=10):
+                pass
+            with pytest.raises(LockLost) as lost:
+                a.run(["true"])
+            with pytest.raises(LockLost):
+                a.run(["touch", MUST_NOT_EXIST])  # nothing more runs
+        # B holds it now: A cannot take it back either.
+        with HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3):
+            a.run(["true"])
+            drop_connections(a)
+            with HostLock(b, LOCK, "deployer B", wait_seconds=10):
+                start = time.monotonic()
+                with pytest.raises(LockLost) as still_held:
+                    a.run(["true"])
+                waited = time.monotonic() - start
+        after = a.run(["true"])[0] == 0  # outside the lock the host is usable again
+    finally:
+        a.close()
+        b.close()
+        untouched = not Path(MUST_NOT_EXIST).exists()
+    print(lost.value, still_held.value, f"{waited:.1f}s")
+    ok = ("deployer B" in str(lost.value) and "stopping before any further change" in str(lost.value)
+          and "deployer B" in str(still_held.value) and untouched and after and waited < 30)
+    record("host lock lost with the connection: the run stops, nothing more changes", ok, 0)
+
+
+# -- 4. a stale lock expires and says whose it was ---------------------------------------------
+def test_stale_lock_expires_and_names_its_holder():
+    a, b = host(), host()
+    try:
+        held = HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3)
+        with held:
+            time.sleep(5)  # heartbeats keep it beyond its expiry time
+            with pytest.raises(HostBusy) as busy:
+                with HostLock(b, LOCK, "deployer B", wait_seconds=1):
+                    pass
+            alive_with_beats = held.alive()
+            held._stop.set()  # the deployer goes silent (its session stays open)
+            start = time.monotonic()
+            with HostLock(b, LOCK, "deployer B", wait_seconds=20):
+                expired_after = time.monotonic() - start
+                # A, back to life, finds its lock gone and cannot take it back.
+                with pytest.raises(LockLost):
+                    a.run(["true"])
+    finally:
+        a.close()
+        b.close()
+    text = str(busy.value)
+    print(text, f"expired after {expired_after:.1f}s")
+    ok = (alive_with_beats and "deployer A" in text and "held for" in text and "last heartbeat" in text
+          and expired_after < 10)
+    record("stale host lock expires without heartbeats and names its holder", ok, 0)
+
+
+# -- 6. nginx reloads ---------------------------------------------------------------------------
+@pytest.fixture
+def no_nginx_pid():
+    """`nginx -s reload` fails while the pid file is gone (nginx -t still passes)."""
+    sh("mv /run/nginx.pid /run/nginx.pid.canary-test")
+    yield
+    sh("mv /run/nginx.pid.canary-test /run/nginx.pid")
+
+
+def test_nginx_reload_failure_restores_the_file(no_nginx_pid):
+    path = "/etc/nginx/conf.d/zz-transport-test.conf"
+    sh(f"rm -f {path}")
+    h = host()
+    try:
+        with pytest.raises(RuntimeError) as failed:
+            nginx.install(h, path, "# canary transport test\n")
+    finally:
+        h.close()
+    restored = not Path(path).exists()
+    record("nginx -s reload fails: split change restored and failed",
+           restored and "nginx -s reload failed" in str(failed.value), 0)
+
+
+def test_site_reload_failure_fails_the_update(tmp_path):
+    reset_host()
+    d = Deployment(tmp_path)
+    try:
+        d.up()
+        before = Path(SITE).read_text()
+        d.set(server_name="reload-fails.example")
+        sh("mv /run/nginx.pid /run/nginx.pid.canary-test")
+        try:
+            with pytest.raises(auto.CommandError) as failed:
+                d.up()
+        finally:
+            sh("mv /run/nginx.pid.canary-test /run/nginx.pid")
+        restored = Path(SITE).read_text() == before
+        serving = served_versions(10) == {"canary-demo v1": 10}
+        d.up()  # with nginx reachable again the change goes through
+        applied = "reload-fails.example" in Path(SITE).read_text()
+    finally:
+        reset_host()
+    record("nginx -s reload fails on the site: file restored, update fails",
+           "nginx -s reload failed" in str(failed.value) and restored and serving and applied, 0)
+
+
+def test_undrained_workers_are_reported():
+    """An old nginx worker still serving a slow request when drain_timeout is up."""
+    conf = "/etc/nginx/conf.d/zz-transport-drain.conf"
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(6)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"slow")
+
+        def log_message(self, *a):
+            pass
+
+    app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    port = app.server_address[1]
+    sh(f"echo 'server {{ listen 127.0.0.1:8097; location / {{ proxy_pass http://127.0.0.1:{port}; }} }}' > {conf}"
+       " && nginx -t -q && nginx -s reload")
+    time.sleep(1)
+    logs: list[str] = []
+    h = host(logs)
+    try:
+        slow = threading.Thread(target=lambda: requests.get("http://127.0.0.1:8097/", timeout=20), daemon=True)
+        slow.start()
+        time.sleep(0.5)
+        sh("nginx -s reload")  # the worker serving the slow request now shuts down
+        time.sleep(0.5)
+        drained = nginx.wait_drained(h, 1)
+        slow.join(20)
+        drained_later = nginx.wait_drained(h, 5)
+    finally:
+        h.close()
+        sh(f"rm -f {conf} && nginx -s reload")
+        app.shutdown()
+    print(logs)
+    reported = any("did not drain within drain_timeout 1s" in m and "still shutting down" in m for m in logs)
+    record("nginx drain timeout reported (what and how long)", not drained and reported and drained_later, 0)
+
+
+# -- 5. webhooks that fail never fail or hold up a deployment ---------------------------------
+class _Webhook:
+    """A local webhook: `answer` 500, or accept and never answer ("hang")."""
+
+    def __init__(self, mode: str):
+        self.mode, self.requests = mode, 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/hooks/webhook-secret-path"
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.requests += 1
+            if self.mode == "hang":
+                self.held.append(conn)  # never answered
+                continue
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def test_failing_webhooks_never_block_a_deployment(tmp_path):
+    reset_host()
+    d = Deployment(tmp_path)
+    erroring, hanging = _Webhook("500"), _Webhook("hang")
+    try:
+        d.up()
+        d.set_secret("notify_webhook", erroring.url)
+        d.set(image_tag="v2")
+        start = time.monotonic()
+        d.up()
+        with_500 = time.monotonic() - start
+        promoted_500 = d.outputs()["phase"] == "promoted"
+        d.set_secret("notify_webhook", hanging.url)
+        d.set(image_tag="v1")
+        start = time.monotonic()
+        with Load() as load:
+            d.up()
+        with_hang = time.monotonic() - start
+        # The update finished while the webhook still had not answered a single request.
+        unanswered = len(hanging.held) >= 2 and all(c.fileno() != -1 for c in hanging.held)
+        promoted_hang = d.outputs()["phase"] == "promoted" and containers() == {"odoo": "canary-demo:v1"}
+    finally:
+        erroring.close()
+        hanging.close()
+        reset_host()
+    log = "\n".join(d.log)
+    print(f"up with a 500 webhook {with_500:.1f}s, with a hanging one {with_hang:.1f}s")
+    ok = (promoted_500 and promoted_hang and erroring.requests >= 2 and hanging.requests >= 2
+          and "HTTP 500" in log and "not answered within" in log and "webhook-secret-path" not in log
+          and unanswered and with_hang < 60)
+    record("webhook answering 500 / never answering: deployment promoted promptly", ok, load.failures)
+
+
+# -- 7. probes ignore proxies from the environment ------------------------------------------
+def test_dead_proxy_in_the_environment_does_not_stop_probes(tmp_path):
+    """A CI runner with a proxy for the internet: HTTP(S)_PROXY set (here: dead), loopback
+    in NO_PROXY (Pulumi's own gRPC on 127.0.0.1 needs that). The canary is probed at a
+    direct `probe_url` outside NO_PROXY, as a canary on another address would be."""
+    reset_host()
+    d = Deployment(tmp_path, config={"bind_address": "0.0.0.0"})
+    dead = "http://127.0.0.1:9"
+    try:
+        d.up()
+        proxies = {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead,
+                   "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
+        d.env.update(proxies)  # every later CLI run (and so the providers) sees them
+        # The proxy bites whoever trusts the environment:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in proxies.items():
+                mp.setenv(k, v)
+            with pytest.raises(requests.exceptions.ProxyError):
+                requests.get("http://127.0.0.2:8069/web/health", timeout=5)
+        d.set(image_tag="v2", probe_url="http://127.0.0.2:8070")
+        d.up()
+        out = d.outputs()
+    finally:
+        reset_host()
+    print(out["analysis"].get("reason"))
+    ok = (out["phase"] == "promoted" and out["production_image"] == "canary-demo:v2"
+          and out["analysis"]["probes"] > 0 and out["analysis"]["probe_failures"] == 0)
+    record("dead HTTP(S)_PROXY in the environment: probes ignore it, canary promoted", ok, 0)

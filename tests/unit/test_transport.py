@@ -1,0 +1,95 @@
+"""Transport logic that needs no host: lock messages, unmeasured logs, webhook bounds."""
+
+import socket
+import threading
+import time
+
+from canary import notify
+from canary.analysis.runner import app_session, unmeasured_logs
+from canary.analysis.verdict import CONTINUE, FAIL, INCONCLUSIVE, PASS, Verdict
+from canary.remote.lock import busy_message
+
+
+def test_busy_message_names_holder_and_ages():
+    m = busy_message("/var/lib/canary/odoo.lock", "BUSY 125 40 stack prod (ci@runner) since 10:00:00 [ab12cd34]", 60)
+    assert "holder: stack prod (ci@runner) since 10:00:00 [ab12cd34]" in m
+    assert "held for 125s" in m and "last heartbeat 40s ago" in m and "waited 60s" in m
+
+
+def test_busy_message_without_holder_file():
+    assert "holder: unknown" in busy_message("/l", "BUSY 0 0", 5)
+    assert "no answer" in busy_message("/l", "", 5)
+
+
+def test_unmeasured_logs_turn_a_pass_into_inconclusive():
+    passed = Verdict(PASS, "healthy")
+    v = unmeasured_logs(passed, "`docker logs odoo-canary` failed (exit 1): Cannot connect")
+    assert v.status == INCONCLUSIVE and "could not be counted" in v.reason
+    assert unmeasured_logs(passed, None) == passed
+    for other in (Verdict(FAIL, "x"), Verdict(CONTINUE, "")):
+        assert unmeasured_logs(other, "unknown") == other
+
+
+def test_app_session_ignores_proxy_environment(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    with app_session() as s:
+        assert s.trust_env is False
+        assert s.merge_environment_settings("http://127.0.0.1:8069/", {}, None, None, None)["proxies"] == {}
+
+
+def _server(mode):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            if mode == "hang":
+                held.append(conn)
+            else:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}/hooks/secret-path-xyz"
+
+
+def _send(url):
+    logs = []
+    start = time.monotonic()
+    notify.Notifier(url, "prod", "odoo", logs.append).send("started", "canary started")
+    return time.monotonic() - start, logs
+
+
+def test_webhook_that_never_answers_is_bounded():
+    sock, url = _server("hang")
+    try:
+        took, logs = _send(url)
+    finally:
+        sock.close()
+    assert took < notify.WAIT_SECONDS + 1
+    assert any("not answered within" in m for m in logs)
+    assert not any("secret-path-xyz" in m for m in logs)
+
+
+def test_webhook_errors_are_logged_without_the_url():
+    sock, url = _server("500")
+    refused = socket.socket()
+    refused.bind(("127.0.0.1", 0))
+    port = refused.getsockname()[1]
+    refused.close()  # nobody listens there
+    try:
+        for target, expect in ((url, "HTTP 500"), (f"http://127.0.0.1:{port}/secret-path-xyz", "ConnectionError"),
+                               ("secret-path-xyz", "MissingSchema"),
+                               ("http://[::1/secret-path-xyz", "InvalidURL")):
+            took, logs = _send(target)
+            assert took < notify.WAIT_SECONDS + 1
+            assert any(expect in m for m in logs), (target, logs)
+            assert not any("secret-path-xyz" in m for m in logs)
+    finally:
+        sock.close()
