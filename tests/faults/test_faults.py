@@ -79,7 +79,7 @@ def test_canary_crashes_mid_analysis(d):
 
 def test_ssh_connection_drops_mid_analysis(d):
     # sshd's per-connection processes die; the listener stays (a network blip).
-    when_logged(d, "check 2/", lambda: sh("pkill -f 'sshd: root' || true"))
+    when_logged(d, "check 2/", lambda: sh("pkill -f 'sshd: [r]oot@notty' || true"))
     with Load() as load:
         try:
             d.up()
