@@ -107,7 +107,15 @@ start_postgres() {
     if ! pg_running; then
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
         # Without systemd, pg_ctlcluster runs pg_ctl as the cluster's owner (postgres).
-        pg_ctlcluster "$v" "$PG_CLUSTER" start
+        # The server gets no inherited descriptors: one holding a lock file (say the
+        # test host's turn lock) would keep that lock for the server's lifetime.
+        (
+            for fd in /proc/self/fd/*; do
+                fd=${fd##*/}
+                if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+            done
+            pg_ctlcluster "$v" "$PG_CLUSTER" start
+        )
     fi
     # The role and database for Pulumi's state: created once, the password kept.
     local password

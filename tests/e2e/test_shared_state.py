@@ -133,6 +133,22 @@ def test_two_clones_share_one_stack_and_its_lock(tmp_path, shared_backend):
     assert outputs_b["production_image"] == "canary-demo:v2"
     b.cli("preview", "--expect-no-changes")
 
+    # Why the stack file is committed: a checkout without it selects the stack and reads
+    # its outputs from the database, but `stack select` writes no config (nor the
+    # encryption salt), so it has nothing to deploy and says which key is missing.
+    c = tmp_path / "c"
+    c.mkdir()
+    shutil.copy(a.project / "Pulumi.yaml", c)
+
+    def pulumi_in_c(*args):
+        return subprocess.run(["pulumi", *args, "--non-interactive"], cwd=c, env={**os.environ, **a.env},
+                              capture_output=True, text=True)
+    assert pulumi_in_c("stack", "select", "e2e").returncode == 0
+    assert not (c / STACK_FILE).exists()
+    assert json.loads(pulumi_in_c("stack", "output", "--json", "--show-secrets").stdout) == outputs_a
+    bare = pulumi_in_c("preview")
+    assert bare.returncode != 0 and "canary:image_tag" in bare.stdout + bare.stderr, bare.stdout + bare.stderr
+
     # B deploys the next tag itself (a new image on the host), and A sees that.
     sh("docker tag canary-demo:v1 canary-demo:v3")
     b.set(image_tag="v3", monitoring_duration="6s")
