@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # The local test host: a "droplet" on this machine, reached like the real one.
 #
-#   testhost.sh start    dockerd, nginx, sshd on 127.0.0.1:2222, demo images
-#   testhost.sh stop     stop sshd and nginx (dockerd and images stay)
+#   testhost.sh start    dockerd, nginx, sshd on 127.0.0.1:2222, demo images, and
+#                        PostgreSQL on 127.0.0.1:5433 (shared Pulumi state)
+#   testhost.sh stop     stop sshd, nginx and PostgreSQL (dockerd and images stay)
 #   testhost.sh status   what runs, and the pinned host key
 #   testhost.sh reset    remove the app's containers and nginx files (clean host)
 #
 # Keys live in $TESTHOST_DIR (default /var/lib/canary-testhost): a client key pair for
 # root (id_ed25519) and the sshd host key, whose public half is the key stacks pin.
 # sshd logs every command it runs to $TESTHOST_DIR/sshd.log (tests count them).
+# PostgreSQL: a cluster of its own (`canary`, Debian's pg_createcluster) with a role and
+# database `pulumi` for Pulumi's PostgreSQL state backend; the role's generated password
+# and the backend URL are in $TESTHOST_DIR/postgres_url (mode 600).
 set -euo pipefail
 
 TESTHOST_DIR=${TESTHOST_DIR:-/var/lib/canary-testhost}
 SSH_PORT=${TESTHOST_SSH_PORT:-2222}
+PG_PORT=${TESTHOST_PG_PORT:-5433}
+PG_CLUSTER=canary
 here=$(cd "$(dirname "$0")" && pwd)
 IMAGES=(v1 v2 broken slow sick)
 
@@ -77,6 +83,63 @@ EOF
     done
 }
 
+pg_version() { # the newest PostgreSQL server installed (Debian's postgresql package)
+    local v
+    v=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -n | tail -1)
+    [ -n "$v" ] || { log "PostgreSQL is not installed (scripts/setup installs it)"; exit 1; }
+    echo "$v"
+}
+
+pg_running() { pg_lsclusters -h 2>/dev/null | awk -v c="$PG_CLUSTER" '$2 == c && $4 == "online" { ok = 1 } END { exit !ok }'; }
+
+psql_admin() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" "$@"; }
+
+start_postgres() {
+    local v
+    v=$(pg_version)
+    if ! pg_lsclusters -h | awk -v c="$PG_CLUSTER" '$2 == c { ok = 1 } END { exit !ok }'; then
+        log "creating PostgreSQL $v cluster '$PG_CLUSTER' on 127.0.0.1:$PG_PORT"
+        pg_createcluster -q "$v" "$PG_CLUSTER" -p "$PG_PORT" --start-conf manual -- \
+            --auth-local peer --auth-host scram-sha-256 >/dev/null
+    fi
+    # Only this machine reaches it (clients authenticate with a password).
+    printf "listen_addresses = '127.0.0.1'\n" >"/etc/postgresql/$v/$PG_CLUSTER/conf.d/canary-testhost.conf"
+    if ! pg_running; then
+        log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+        # Without systemd, pg_ctlcluster runs pg_ctl as the cluster's owner (postgres).
+        # The server gets no inherited descriptors: one holding a lock file (say the
+        # test host's turn lock) would keep that lock for the server's lifetime.
+        (
+            for fd in /proc/self/fd/*; do
+                fd=${fd##*/}
+                if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+            done
+            pg_ctlcluster "$v" "$PG_CLUSTER" start
+        )
+    fi
+    # The role and database for Pulumi's state: created once, the password kept.
+    local password
+    if [ -s "$TESTHOST_DIR/postgres_password" ]; then
+        password=$(cat "$TESTHOST_DIR/postgres_password")
+    else
+        password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        (umask 077 && printf '%s\n' "$password" >"$TESTHOST_DIR/postgres_password")
+    fi
+    psql_admin -d postgres -v password="$password" <<'SQL'
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pulumi') AS create_role \gset
+\if :create_role
+CREATE ROLE pulumi LOGIN;
+\endif
+ALTER ROLE pulumi PASSWORD :'password';
+SELECT NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pulumi') AS create_db \gset
+\if :create_db
+CREATE DATABASE pulumi OWNER pulumi;
+\endif
+SQL
+    (umask 077 && printf 'postgres://pulumi:%s@127.0.0.1:%s/pulumi?sslmode=disable\n' \
+        "$password" "$PG_PORT" >"$TESTHOST_DIR/postgres_url")
+}
+
 build_images() {
     local app="$TESTHOST_DIR/canary-demo-app" want have
     # Keyed by the app and this function (the variants), not by the rest of this script.
@@ -116,6 +179,7 @@ cmd_start() {
     start_dockerd
     start_nginx
     start_sshd
+    start_postgres
     build_images
     bash "$here/fleet.sh" start # three more hosts at 10.231.N.2 (N = 1..3)
     log "ready: ssh -p $SSH_PORT -i $TESTHOST_DIR/id_ed25519 root@127.0.0.1"
@@ -124,6 +188,7 @@ cmd_start() {
 cmd_stop() {
     if [ -s "$TESTHOST_DIR/sshd.pid" ]; then kill "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null || true; fi
     nginx -s quit 2>/dev/null || true
+    if pg_running; then pg_ctlcluster "$(pg_version)" "$PG_CLUSTER" stop; fi
 }
 
 cmd_status() {
@@ -131,6 +196,8 @@ cmd_status() {
     [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null && echo "nginx: running" || echo "nginx: stopped"
     [ -s "$TESTHOST_DIR/sshd.pid" ] && kill -0 "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null &&
         echo "sshd: running on 127.0.0.1:$SSH_PORT" || echo "sshd: stopped"
+    pg_running && echo "postgres: running on 127.0.0.1:$PG_PORT, state backend postgres://pulumi:****@127.0.0.1:$PG_PORT/pulumi?sslmode=disable (URL in $TESTHOST_DIR/postgres_url)" ||
+        echo "postgres: stopped"
     [ -f "$TESTHOST_DIR/ssh_host_ed25519_key.pub" ] && echo "host key: $(host_key)"
     docker images canary-demo --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | sort
     bash "$here/fleet.sh" status

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 import requests
 from pulumi import automation as auto
@@ -86,6 +87,25 @@ def served_versions(n: int = 100, **kw) -> Counter:
     return c
 
 
+def postgres_backend(table: Optional[str] = None) -> str:
+    """The test host's PostgreSQL state backend (testhost.sh start creates it):
+    `postgres://pulumi:…@127.0.0.1:5433/pulumi?sslmode=disable`, optionally with a table
+    of its own (Pulumi's `table` parameter; default `pulumi_state`)."""
+    url = (TESTHOST_DIR / "postgres_url").read_text().strip()
+    return f"{url}&table={table}" if table else url
+
+
+def postgres(sql: str) -> str:
+    """A query on the test host's PostgreSQL state database, as its administrator."""
+    port = urlsplit(postgres_backend()).port
+    r = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A",
+                        "-v", "ON_ERROR_STOP=1", "-p", str(port), "-d", "pulumi", "-c", sql],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"psql {sql!r} failed: {r.stderr}")
+    return r.stdout
+
+
 class Load:
     """A small load generator against nginx while an update runs: it counts statuses."""
 
@@ -134,11 +154,16 @@ class Deployment:
     """One stack of the project, driven through the real CLI."""
 
     def __init__(self, workdir: Path, name: str = "e2e", config: Optional[dict] = None,
-                 echo: bool = True):
+                 echo: bool = True, backend_url: Optional[str] = None):
+        """`backend_url`: a shared state backend (e.g. `postgres_backend()`) instead of a
+        fresh file backend in `workdir`."""
         self.workdir = workdir
         self.echo = echo
-        backend = workdir / "state"
-        backend.mkdir(parents=True, exist_ok=True)
+        if backend_url is None:
+            backend = workdir / "state"
+            backend.mkdir(parents=True, exist_ok=True)
+            backend_url = f"file://{backend}"
+        workdir.mkdir(parents=True, exist_ok=True)
         project = workdir / "project"
         project.mkdir(exist_ok=True)
         # The repo's program, run from a scratch project dir so stack files stay out of it.
@@ -146,7 +171,7 @@ class Deployment:
             "name: canary\nruntime:\n  name: python\n  options:\n"
             f"    virtualenv: {ROOT / '.venv'}\nmain: {ROOT}\n")
         self.env = {
-            "PULUMI_BACKEND_URL": f"file://{backend}",
+            "PULUMI_BACKEND_URL": backend_url,
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_SKIP_UPDATE_CHECK": "1",
             "PYTHONPATH": str(ROOT),
