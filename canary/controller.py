@@ -36,7 +36,6 @@ from . import plan as P
 from .analysis import report, runner
 from .analysis.verdict import FAIL, INCONCLUSIVE
 from .notify import Notifier
-from .redact import Redactor
 from .remote import docker, nginx
 from .remote.lock import HostLock
 from .remote.ssh import Host
@@ -97,9 +96,8 @@ def _image_of(revision: Optional[str]) -> Optional[str]:
 class Controller:
     def __init__(self, host: Host, spec: ReleaseSpec, log: Callable[[str], None],
                  revision: Optional[str] = None, notifier: Optional[Notifier] = None,
-                 force_token: str = "", redactor: Optional[Redactor] = None):
+                 force_token: str = ""):
         self.host, self.spec, self.log = host, spec, log
-        self.redact = redactor or Redactor()
         # canary:force_token from the stack config (not a spec input: never in the state);
         # it reaches the host only inside the split file, written mode 600.
         self.force_token = force_token
@@ -492,7 +490,7 @@ class Controller:
         if not self.report_dir:
             return
         try:
-            path = report.write(self.report_dir, self.spec.stack, self.spec.image, self.redact.data(summary),
+            path = report.write(self.report_dir, self.spec.stack, self.spec.image, summary,
                                 outcome=summary["decision"],
                                 threshold=self.spec.analysis.thresholds.error_threshold)
             self.log(f"analysis report: {path} (and .html)")
@@ -527,7 +525,7 @@ class Controller:
             record["analysis"] = {k: v for k, v in analysis.items() if k != "series"}
         entry = {"stack": self.spec.stack, "image": self.spec.image, "revision": self.spec.revision,
                  "step": step, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "record": self.redact.data(record)}
+                 "record": record}
         self.host.run(["mkdir", "-p", "-m", "700", f"{STATE_DIR}/{self.spec.app}"])
         self.host.write_file(self._journal_path, json.dumps(entry) + "\n", 0o600)
 

@@ -39,15 +39,14 @@ def summary_lines(analysis: dict) -> list[str]:
 
 
 class Notifier:
-    def __init__(self, url: Optional[str], stack: str, app: str, log: Callable[[str], None],
-                 redact: Callable[[str], str] = lambda text: text):
-        self.url, self.stack, self.app, self.log, self.redact = url, stack, app, log, redact
+    def __init__(self, url: Optional[str], stack: str, app: str, log: Callable[[str], None]):
+        self.url, self.stack, self.app, self.log = url, stack, app, log
 
     def send(self, event: str, text: str, analysis: Optional[dict] = None) -> None:
         if not self.url:
             return
-        body = self.redact("\n".join([f"{ICONS.get(event, '')} *{self.app}* ({self.stack}): {text}",
-                                      *summary_lines(analysis or {})]))
+        body = "\n".join([f"{ICONS.get(event, '')} *{self.app}* ({self.stack}): {text}",
+                          *summary_lines(analysis or {})])
         payload = {"text": body, "event": event, "stack": self.stack, "app": self.app}
         sender = threading.Thread(target=self._post, args=(event, payload), daemon=True,
                                   name=f"notify-{event}")

@@ -52,14 +52,9 @@ def main() -> None:
     env = {"env": spec.pop("env"), "canary_env": spec.pop("canary_env")}
     if s.env_is_secret:
         env = {k: pulumi.Output.secret(v) for k, v in env.items()}
-    # The host metric command too: it may carry a password (`pulumi config set --secret`).
-    metric_command = spec["analysis"].pop("metric_command") or ""
-    if is_config_secret(f"{NAMESPACE}:metric_command"):
-        metric_command = pulumi.Output.secret(metric_command)
     first = s.steps[0]
     preview = render.split_preview(s, first) if first else ""  # force token as a placeholder
-    release = Release("release", spec=spec, **env, metric_command=metric_command,
-                      split_preview=preview, environment=stack,
+    release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,
                       opts=pulumi.ResourceOptions(depends_on=[site]))
     Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
 

@@ -33,7 +33,6 @@ from . import plan as P
 from .config import ConfigError, load_force_token, load_target
 from .controller import OUTPUT_KEYS, Controller, DeployError, blocked_message, recorded_from
 from .notify import Notifier
-from .redact import Redactor
 from .remote.ssh import Host
 from .spec import ReleaseSpec
 
@@ -78,19 +77,14 @@ def _exit_with_engine() -> None:
 
 
 def _spec_inputs(props: dict) -> dict:
-    """The full spec from a release's inputs (container env and the metric command are
-    kept in inputs of their own, so that they can be secrets)."""
-    spec = props["spec"]
-    analysis = {**spec["analysis"], "metric_command": props.get("metric_command") or None}
-    return {**spec, "analysis": analysis, "env": props.get("env") or {},
-            "canary_env": props.get("canary_env") or {}}
+    """The full spec from a release's inputs (container env is kept in inputs of its own)."""
+    return {**props["spec"], "env": props.get("env") or {}, "canary_env": props.get("canary_env") or {}}
 
 
 def _public_spec(spec_inputs: dict) -> dict:
     """The spec as recorded in outputs, normalised: without container env (it may hold
     secrets; the revision digests it)."""
     normal = ReleaseSpec.from_inputs(spec_inputs).to_inputs()
-    normal["analysis"]["metric_command"] = None
     return {k: ({} if k in _SECRET_FREE else v) for k, v in normal.items()}
 
 
@@ -152,31 +146,11 @@ class ReleaseProvider(ResourceProvider):
             raise DeployError(self.target_error or "no SSH target configured")
         return Host(self.target, log=_say)
 
-    def _redactor(self, spec: ReleaseSpec) -> Redactor:
-        """Every configured secret the provider knows: container env (when it holds a
-        secret), the metric command, the webhook URL, the force token, the SSH key."""
-        env = [*spec.env.values(), *spec.canary_env.values()] if spec.secret_env else []
-        key = self.target.private_key.splitlines() if self.target else []
-        return Redactor([*env, spec.analysis.metric_command or "", self.webhook or "",
-                         self.force_token or "", *[line for line in key if len(line) > 20]])
-
     def _controller(self, spec_inputs: dict, revision: Optional[str] = None) -> tuple[Controller, Host]:
         host = self._host()
         spec = ReleaseSpec.from_inputs(spec_inputs)
-        red = self._redactor(spec)
-
-        def say(message: str) -> None:
-            _say(red.text(message))
-        notifier = Notifier(self.webhook, spec.stack, spec.app, say, red.text)
-        return Controller(host, spec, say, revision, notifier, self.force_token, red), host
-
-    def _redacting(self, spec_inputs: dict, step):
-        """Runs `step`; its result and its error text keep no configured secret."""
-        red = self._redactor(ReleaseSpec.from_inputs(spec_inputs))
-        try:
-            return red.data(step())
-        except Exception as err:
-            raise DeployError(red.text(str(err))) from None
+        notifier = Notifier(self.webhook, spec.stack, spec.app, _say)
+        return Controller(host, spec, _say, revision, notifier, self.force_token), host
 
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
         spec = ReleaseSpec.from_inputs(_spec_inputs(news))
@@ -192,13 +166,11 @@ class ReleaseProvider(ResourceProvider):
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def _run(self, spec_inputs: dict, recorded: dict) -> dict:
-        def reconcile():
-            controller, host = self._controller(spec_inputs)
-            try:
-                return controller.reconcile(recorded)
-            finally:
-                host.close()
-        state = self._redacting(spec_inputs, reconcile)
+        controller, host = self._controller(spec_inputs)
+        try:
+            state = controller.reconcile(recorded)
+        finally:
+            host.close()
         return {**_outputs(state), "spec": _public_spec(spec_inputs),
                 "image": ReleaseSpec.from_inputs(spec_inputs).image}
 
@@ -216,13 +188,11 @@ class ReleaseProvider(ResourceProvider):
     def read(self, id: str, props: dict) -> ReadResult:
         if not props.get("spec"):
             return ReadResult(id_=id, outs=props)
-        def refreshed():
-            controller, host = self._controller(props["spec"], revision=props.get("production_revision"))
-            try:
-                return controller.refreshed(props)
-            finally:
-                host.close()
-        outs = self._redacting(props["spec"], refreshed)
+        controller, host = self._controller(props["spec"], revision=props.get("production_revision"))
+        try:
+            outs = controller.refreshed(props)
+        finally:
+            host.close()
         return ReadResult(id_=id, outs={**outs, **_outputs(outs)})
 
     def delete(self, id: str, props: dict) -> None:
@@ -248,12 +218,10 @@ class Release(Resource, module="canary", name="Release"):
 
     def __init__(self, name: str, spec: pulumi.Input[dict], env: pulumi.Input[dict],
                  canary_env: pulumi.Input[dict], split_preview: pulumi.Input[str],
-                 environment: str, metric_command: pulumi.Input[str] = "",
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 environment: str, opts: Optional[pulumi.ResourceOptions] = None):
         outputs = {k: None for k in OUTPUT_KEYS}
         super().__init__(ReleaseProvider(), name,
                          {**outputs, "spec": spec, "env": env, "canary_env": canary_env,
-                          "metric_command": metric_command,
                           "split_preview": split_preview, "environment": environment, "image": None},
                          opts)
 

@@ -58,7 +58,6 @@ class ReleaseSpec:
     drain_timeout: float = 5
     access_log: str = ""
     adopt: bool = False  # may take over an unlabelled container of the app's name
-    secret_env: bool = False  # env holds a secret: its values are masked in messages
     split: SplitSpec = None  # type: ignore[assignment]
     analysis: AnalysisSpec = None  # type: ignore[assignment]
 
@@ -71,7 +70,7 @@ class ReleaseSpec:
             restart_policy=s.restart_policy, volumes=s.volumes, env=dict(s.env),
             canary_env=dict(s.canary_env), health_path=s.health_path, probe_url=s.probe_url,
             startup_timeout=s.startup_timeout, drain_timeout=s.drain_timeout, access_log=s.access_log,
-            adopt=s.adopt, secret_env=s.env_is_secret,
+            adopt=s.adopt,
             split=SplitSpec.from_settings(s),
             analysis=AnalysisSpec(
                 duration=s.monitoring_duration, interval=s.check_interval,

@@ -241,12 +241,8 @@ class Host:
         return self.run(["sh", "-c", script, "sh", *args], check=check, timeout=timeout)[1]
 
     def write_file(self, path: str, content: str, mode: int = 0o644, timeout: float = SFTP_TIMEOUT) -> None:
-        """Writes `content` to `path` atomically (temporary file, then rename). A private
-        file (no bits for group and others) is created private: no instant in which
-        others could read it."""
+        """Writes `content` to `path` atomically (temporary file, then rename)."""
         tmp = f"{path}.tmp-canary"
-        if not mode & 0o077:
-            self.run(["sh", "-c", 'rm -f "$1" && umask 077 && : >"$1"', "sh", tmp])
 
         def write(sftp: paramiko.SFTPClient) -> None:
             with sftp.file(tmp, "w") as f:

@@ -45,10 +45,6 @@ func main() {
 	if port == "" {
 		port = "8069"
 	}
-	if os.Getenv("CRASH_ON_START") != "" {
-		// As an app that cannot reach its database says so, password included.
-		log.Fatalf("ERROR cannot connect to the database with password %s", os.Getenv("DB_PASSWORD"))
-	}
 	started := time.Now()
 	failAfter, _ := time.ParseDuration(os.Getenv("FAIL_AFTER"))
 	failing := func() bool { return failAfter > 0 && time.Since(started) > failAfter }

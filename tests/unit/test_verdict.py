@@ -91,12 +91,3 @@ def test_slow_health_checks_fail_against_stables_baseline():
         e.stable_probe_latencies.append(0.002)
     v = judge(e, TH, final=False)
     assert v.status == FAIL and "health check p95 latency" in v.reason
-
-
-def test_an_unreadable_or_non_finite_metric_fails_closed():
-    th = Thresholds(**{**TH.__dict__, "metric_max": 80})
-    for e in (evidence(50, 0, metric_error="the metric command printed no number"),
-              evidence(50, 0, metric=float("nan")), evidence(50, 0, metric=float("inf"))):
-        v = judge(e, th, final=True)
-        assert v.status == FAIL and "metric" in v.reason
-    assert judge(evidence(290, 0, metric=12.0), th, final=True).status == PASS
