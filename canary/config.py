@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -314,39 +313,6 @@ def _env_map(value: Any, problems: list[str], key: str) -> dict[str, str]:
     return out
 
 
-# Where nginx keeps its configuration and logs on the droplet: path keys stay inside.
-NGINX_DIR_RE = re.compile(r"^/etc/nginx(?:/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){1,4}$")
-NGINX_FILE_RE = re.compile(r"^/etc/nginx(?:/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){2,5}$")
-LOG_DIR_RE = re.compile(r"^/var/log(?:/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){1,4}$")
-# Host paths a container may not mount unless canary:allow_host_mounts says so: the
-# root, the Docker socket and its parents, and the system's own directories.
-FORBIDDEN_MOUNTS = ("/etc", "/root", "/proc", "/sys", "/dev", "/boot", "/run", "/var/run",
-                    "/var/lib/docker", "/usr", "/bin", "/sbin", "/lib", "/home")
-FORBIDDEN_MOUNT_PARENTS = ("/", "/var")  # a mount of these includes the Docker socket
-
-
-def _inside(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
-
-
-def mount_is_dangerous(source: str) -> bool:
-    """Whether a volume source (a host path) exposes the host: normalised first, so
-    `/var/../etc` or `//etc` count as /etc."""
-    if not source.startswith("/"):
-        return False  # a named volume
-    path = posixpath.normpath("/" + source.lstrip("/"))
-    return path in FORBIDDEN_MOUNT_PARENTS or any(_inside(path, top) for top in FORBIDDEN_MOUNTS)
-
-
-def _nginx_path(regex: re.Pattern, forbidden: tuple[str, ...] = ()) -> Callable[[Any], str]:
-    def parse(v: Any) -> str:
-        if not isinstance(v, str) or not regex.fullmatch(v) or any(
-                part in ("", ".", "..") for part in v.split("/")[1:]) or v in forbidden:
-            raise ValueError
-        return v
-    return parse
-
-
 def _volume(v: Any) -> str:
     # host_path_or_volume:container_path[:ro|rw]
     if not isinstance(v, str):
@@ -493,9 +459,6 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
     if not isinstance(vols_raw, list):
         r.problems.append("canary:volumes must be a list such as ['odoo-data:/var/lib/odoo']")
     else:
-        allow_host = r.value("allow_host_mounts", parse_bool, "true or false (true lets volumes mount "
-                             "the host's system directories or the Docker socket: the container "
-                             "then controls the host)", False)
         good = []
         for v in vols_raw:
             try:
@@ -503,27 +466,15 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
             except ValueError:
                 r.problems.append(f"canary:volumes entry {str(v)[:60]!r} is not allowed: "
                                   "SOURCE:/container/path[:ro|rw], SOURCE a volume name or absolute path")
-                continue
-            if mount_is_dangerous(v.split(":")[0]) and not allow_host:
-                r.problems.append(
-                    f"canary:volumes entry {v[:60]!r} mounts the host's root, the Docker socket or a "
-                    f"system directory ({', '.join(FORBIDDEN_MOUNTS[:6])}...): use a named volume or "
-                    "a data directory such as /srv/odoo, or set canary:allow_host_mounts true")
         volumes = tuple(good)
     listen = r.value("listen_port", parse_int, "a TCP port from 1 to 65535", d["listen_port"], port)
     server_name = r.value("server_name", _matches(SERVER_NAME_RE), "nginx server names separated by "
                           "spaces, e.g. erp.example.com, or _", d["server_name"])
-    nginx_dir = _nginx_path(NGINX_DIR_RE)
-    sites = r.value("nginx_sites_dir", nginx_dir, "a directory inside /etc/nginx, e.g. "
-                    "/etc/nginx/sites-enabled", d["nginx_sites_dir"])
-    confd = r.value("nginx_conf_dir", nginx_dir, "a directory inside /etc/nginx, e.g. /etc/nginx/conf.d",
-                    d["nginx_conf_dir"])
-    site = r.value("nginx_site", _nginx_path(NGINX_FILE_RE, ("/etc/nginx/sites-enabled", "/etc/nginx/conf.d",
-                                                          "/etc/nginx/sites-available")),
-                   "a file in a directory inside /etc/nginx, e.g. the guide's "
+    sites = r.value("nginx_sites_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_sites_dir"])
+    confd = r.value("nginx_conf_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_conf_dir"])
+    site = r.value("nginx_site", _matches(PATH_RE), "an absolute file path, e.g. the guide's "
                    "/etc/nginx/sites-enabled/odoo (default: NGINX_SITES_DIR/CONTAINER_NAME.conf)", None)
-    logs = r.value("nginx_log_dir", _nginx_path(LOG_DIR_RE), "a directory inside /var/log, e.g. /var/log/nginx",
-                   d["nginx_log_dir"])
+    logs = r.value("nginx_log_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_log_dir"])
     routing = r.value("routing", str, "one of " + ", ".join(ROUTINGS), d["routing"], lambda v: v in ROUTINGS)
     startup = r.value("startup_timeout", lambda v: parse_duration(v, "s"), "a duration from 1s to 30m",
                       d["startup_timeout"], lambda v: 1 <= v <= 1800)

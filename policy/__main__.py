@@ -35,17 +35,6 @@ def big_canaries_need_review(args: ResourceValidationArgs, report_violation):
             "set auto_promote false and promote after a review")
 
 
-def production_analyses_every_release(args: ResourceValidationArgs, report_violation):
-    spec = _production_release(args)
-    if spec is None:
-        return
-    if [int(s) for s in spec.get("steps") or []] == [100]:
-        report_violation(
-            "canary_percentage 100 puts the image into production without any analysis: use a "
-            "canary (e.g. 10) on production; to go back to the previous image, set image_tag to "
-            "`pulumi stack output previous_image` (an instant rollback needs no analysis)")
-
-
 def production_monitors_long_enough(args: ResourceValidationArgs, report_violation):
     spec = _production_release(args)
     if spec is None:
@@ -74,10 +63,6 @@ PolicyPack(
             name="big-canaries-need-review",
             description="On production, a canary above 50 % needs auto_promote=false.",
             validate=big_canaries_need_review),
-        ResourceValidationPolicy(
-            name="production-analyses-every-release",
-            description="On production, canary_percentage 100 (no analysis) is refused.",
-            validate=production_analyses_every_release),
         ResourceValidationPolicy(
             name="production-monitors-long-enough",
             description="On production, monitoring_duration is at least 10 minutes.",

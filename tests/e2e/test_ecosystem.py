@@ -65,9 +65,9 @@ def test_an_unreachable_webhook_never_fails_a_deployment(deployment):
     assert any("notification failed" in line for line in d.log)
 
 
-def policy_preview(tmp_path, name="production", **config):
+def policy_preview(tmp_path, **config):
     reset_host()
-    d = Deployment(tmp_path, name=name, config=config)
+    d = Deployment(tmp_path, name="production", config=config)
     before = ssh_commands()
     try:
         return d.stack.preview(policy_packs=[str(ROOT / "policy")], on_output=print), d
@@ -81,16 +81,6 @@ def test_policy_pack_refuses_a_risky_production_config(tmp_path):
     text = str(refused.value)
     assert "big-canaries-need-review" in text and "auto_promote false" in text
     assert "production-monitors-long-enough" in text
-
-
-def test_policy_pack_flags_promotion_without_analysis_on_production(tmp_path):
-    with pytest.raises(auto.CommandError) as refused:
-        policy_preview(tmp_path, canary_percentage="100", monitoring_duration="15")
-    text = str(refused.value)
-    assert "production-analyses-every-release" in text and "without any analysis" in text
-    # Elsewhere 100 % stays a valid shortcut.
-    result, _ = policy_preview(tmp_path / "staging", name="staging", canary_percentage="100")
-    assert result.change_summary.get("create") == 4
 
 
 def test_policy_pack_accepts_a_compliant_production_config(tmp_path):
