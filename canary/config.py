@@ -177,6 +177,7 @@ class Settings:
     min_requests: int
     metric_command: Optional[str] = None
     metric_max: Optional[float] = None
+    metric_command_is_secret: bool = False  # set with --secret: kept secret, masked in messages
     probe_url: Optional[str] = None
     nginx_site: Optional[str] = None
     private_key: str = field(repr=False, default="")
@@ -517,5 +518,6 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
         nginx_conf_dir=confd, nginx_log_dir=logs, routing=routing, startup_timeout=startup,
         drain_timeout=drain, max_response_time=max_rt, max_error_logs_per_minute=max_logs,
         latency_factor=factor, min_requests=min_requests, metric_command=metric_command,
-        metric_max=metric_max, probe_url=probe_url, nginx_site=site,
+        metric_max=metric_max, metric_command_is_secret="metric_command" in secret_keys,
+        probe_url=probe_url, nginx_site=site,
         private_key=private_key)

@@ -104,10 +104,11 @@ class Controller:
                          split=nginx.read(self.host, self.spec.split.split_path))
 
     def observed(self, h: HostState) -> P.Observed:
+        canonical = self.spec.canonical  # containers labelled before the stack's revision key
         return P.Observed(
-            production_revision=_revision(h.production, self.spec.image, self.desired_revision),
+            production_revision=canonical(_revision(h.production, self.spec.image, self.desired_revision)),
             production_running=bool(h.production and h.production.running),
-            canary_revision=_revision(h.canary, self.spec.image, self.desired_revision),
+            canary_revision=canonical(_revision(h.canary, self.spec.image, self.desired_revision)),
             canary_running=bool(h.canary and h.canary.running),
             split_weight=h.split.weight if h.split else None)
 

@@ -109,8 +109,8 @@ class _MetricHost:
     def __init__(self, status, out):
         self.status, self.out, self.argv = status, out, None
 
-    def run(self, argv, check=True, timeout=300):
-        self.argv, self.timeout = argv, timeout
+    def run(self, argv, check=True, stdin=None, timeout=300):
+        self.argv, self.stdin, self.timeout = argv, stdin, timeout
         return self.status, self.out, ""
 
 
@@ -118,7 +118,7 @@ def test_metric_command_runs_under_a_timeout_and_only_finite_numbers_count():
     from canary.analysis.runner import _metric, metric_timeout
     host = _MetricHost(0, "connections\n42.5\n")
     assert _metric(host, "psql -c 'x'", metric_timeout(30)) == 42.5
-    assert host.argv[:4] == ["timeout", "-k", "5", "30"] and host.argv[-3:] == ["sh", "-c", "psql -c 'x'"]
+    assert host.argv == ["timeout", "-k", "5", "30", "sh", "-s"] and host.stdin == "psql -c 'x'\n"
     assert host.timeout > 30
     assert metric_timeout(2) == 5 and metric_timeout(600) == 30
     for status, out in ((0, "nan"), (0, "inf"), (0, "-Infinity"), (0, "lots"), (0, ""), (124, ""),
