@@ -278,6 +278,7 @@ class Controller:
             return True
         except DeployError as err:
             self._set(analysis={"decision": "fail", "reason": str(err), "weight": 0})
+            self._report(self.state["analysis"])  # a canary that never started has a report too
             self._rollback(str(err))
             return False
 

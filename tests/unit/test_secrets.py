@@ -123,3 +123,52 @@ def test_metric_command_is_a_release_input_of_its_own(run_program):
     assert release.inputs["metric_command"] == "psql -W pw-1234"
     assert "pw-1234" not in json.dumps(release.inputs["spec"])
     assert release.inputs["spec"]["secret_inputs"] == []
+
+
+def test_pr_preview_never_hands_secrets_to_a_fork():
+    import yaml
+
+    from tests.e2e.harness import ROOT
+    text = (ROOT / ".github/workflows/preview.yml").read_text()
+    doc = yaml.safe_load(text)
+    triggers = doc[True]  # YAML 1.1 reads the key `on` as True
+    assert list(triggers) == ["pull_request"]
+    job = doc["jobs"]["preview"]
+    assert job["if"].replace(" ", "") == "github.event.pull_request.head.repo.full_name==github.repository"
+    assert "secrets." not in json.dumps(job.get("env", {}))
+    with_secrets = [s for s in job["steps"] if "secrets." in json.dumps(s)]
+    assert [s.get("uses") for s in with_secrets] == ["pulumi/actions@v6"]
+
+
+def test_policy_refuses_promotion_without_analysis_on_production():
+    import importlib.util
+    import sys
+    import types
+
+    from tests.e2e.harness import ROOT
+    # The pack registers itself on import: load it with a stand-in PolicyPack.
+    import pulumi_policy
+    captured = {}
+    fake = types.ModuleType("pulumi_policy")
+    fake.__dict__.update(pulumi_policy.__dict__)
+    fake.PolicyPack = lambda **kw: captured.update(kw)
+    sys.modules["pulumi_policy"] = fake
+    try:
+        spec_ = importlib.util.spec_from_file_location("canary_policy", ROOT / "policy/__main__.py")
+        module = importlib.util.module_from_spec(spec_)
+        spec_.loader.exec_module(module)
+    finally:
+        sys.modules["pulumi_policy"] = pulumi_policy
+
+    def violations(environment, steps):
+        args = types.SimpleNamespace(resource_type=module.RELEASE, props={
+            "environment": environment, "spec": {"steps": steps, "auto_promote": True,
+                                                 "analysis": {"duration": 900}}})
+        out = []
+        module.production_promotions_are_analysed(args, out.append)
+        return out
+
+    assert violations("production", [100]) and "without any analysis" in violations("production", [100])[0]
+    assert not violations("production", [10]) and not violations("production", [10, 50, 100])
+    assert not violations("staging", [100])
+    assert "production-promotions-are-analysed" in [p.name for p in captured["policies"]]
