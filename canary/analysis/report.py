@@ -18,6 +18,10 @@ _env = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templ
                    autoescape=select_autoescape(["html"]))
 
 WIDTH, HEIGHT, PAD = 640, 200, 36
+_NO_TRAFFIC = {"requests": 0, "errors": 0, "error_rate": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0}
+# What the page shows for a canary that never got to its analysis (it did not start).
+EMPTY = {"seconds": 0, "checks": 0, "probes": 0, "probe_failures": 0, "error_rate": 0.0,
+         "canary": _NO_TRAFFIC, "stable": _NO_TRAFFIC}
 
 
 def _polyline(points: Sequence[tuple[float, float]], x_max: float, y_max: float) -> str:
@@ -53,7 +57,7 @@ def write(directory: str, stack: str, image: str, summary: dict, outcome: str,
         json.dump(report, f, indent=2)
     series = summary.get("series") or []
     page = _env.get_template("report.html.j2").render(
-        r=report, esc=html.escape,
+        r={**EMPTY, **report}, esc=html.escape,
         charts=[("5xx error rate", chart(series, "error_rate", "%", limit=threshold)),
                 ("p95 latency", chart(series, "p95", "ms", scale=1000))] if series else [])
     with open(base + ".html", "w") as f:

@@ -51,6 +51,7 @@ def test_paths_and_host_mounts_are_refused_at_preview(tmp_path):
                 message = ""
             except auto.CommandError as err:
                 message = str(err)
+            d.stack.remove_config(f"canary:{key}")
             tried += 1
             hint = "canary:allow_host_mounts" if key == "volumes" else ("/etc/nginx/" if key != "nginx_log_dir"
                                                                         else "/var/log/")
@@ -84,7 +85,8 @@ def test_secrets_never_leak_from_a_failing_canary(tmp_path):
     reset_host()
     d = Deployment(tmp_path)
     key_text = (TESTHOST_DIR / "id_ed25519").read_text()
-    d.set(ssh_private_key_file="", metric_max="50")
+    # Without a restart policy the crashing canary exits for good (its log is quoted then).
+    d.set(ssh_private_key_file="", metric_max="50", restart_policy="no")
     d.stack.set_config("canary:ssh_private_key", auto.ConfigValue(value=key_text, secret=True))
     receiver = Receiver()
     d.set_secret("notify_webhook", receiver.url)

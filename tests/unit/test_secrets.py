@@ -172,3 +172,19 @@ def test_policy_refuses_promotion_without_analysis_on_production():
     assert not violations("production", [10]) and not violations("production", [10, 50, 100])
     assert not violations("staging", [100])
     assert "production-promotions-are-analysed" in [p.name for p in captured["policies"]]
+
+
+def test_reports_mask_secrets_and_cover_a_canary_that_never_started(tmp_path):
+    from canary import redact
+    from canary.analysis import report
+    redact.install(Redactor(["hunter2-very-secret"]))
+    try:
+        path = report.write(str(tmp_path), "production", "odoo:v2", {
+            "decision": "fail", "weight": 0,
+            "reason": "container odoo-canary exited before it became healthy: PASSWORD=hunter2-very-secret"},
+            outcome="fail", threshold=5)
+    finally:
+        redact.install(Redactor())
+    texts = [p.read_text() for p in tmp_path.iterdir()]
+    assert len(texts) == 2 and path.endswith(".json")
+    assert all("hunter2" not in t and "[secret]" in t for t in texts)
