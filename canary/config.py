@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -66,6 +67,21 @@ HOST_KEY_ALLOWED = ("the host's public key line as in known_hosts, e.g. 'ssh-ed2
 PRIVATE_KEY_ALLOWED = ("an OpenSSH private key (pulumi config set --secret ssh_private_key < key), "
                        "or canary:ssh_private_key_file, a path to it")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+NGINX_DIR = "/etc/nginx"
+LOG_DIR = "/var/log"
+# nginx's own files: a site path naming one of them would overwrite nginx itself.
+NGINX_CORE_FILES = frozenset({"nginx.conf", "mime.types", "fastcgi.conf", "fastcgi_params", "scgi_params",
+                              "uwsgi_params", "proxy_params", "koi-utf", "koi-win", "win-utf"})
+# nginx's directories: a site path naming one of them is a directory, not a file.
+NGINX_DIRS = frozenset({"conf.d", "sites-enabled", "sites-available", "modules-enabled", "modules-available",
+                        "snippets", "streams-enabled", "streams-available"})
+# Host paths a container must not mount (equal to or under them): the host's root
+# filesystem, its configuration and credentials, kernel interfaces, Docker's socket
+# and data. Parents of the Docker socket are refused as exact paths only (/run/postgresql
+# for a database socket stays allowed).
+FORBIDDEN_MOUNT_TREES = ("/etc", "/root", "/proc", "/sys", "/dev", "/boot", "/var/lib/docker",
+                         "/run/docker.sock", "/var/run/docker.sock")
+FORBIDDEN_MOUNT_PATHS = ("/", "/var", "/run", "/var/run")
 ROUTINGS = ("cookie", "ip_hash", "hash")
 
 
@@ -165,6 +181,7 @@ class Settings:
     min_requests: int
     metric_command: Optional[str] = None
     metric_max: Optional[float] = None
+    metric_command_is_secret: bool = False  # set with --secret: kept secret, masked in messages
     probe_url: Optional[str] = None
     nginx_site: Optional[str] = None
     private_key: str = field(repr=False, default="")
@@ -239,6 +256,42 @@ def _matches(regex: re.Pattern, max_len: int = 255) -> Callable[[Any], str]:
 
 def _is_host(v: str) -> bool:
     return len(v) <= 253 and bool(IPV4_RE.fullmatch(v) or HOST_RE.fullmatch(v))
+
+
+def _normal_path(v: Any) -> str:
+    """An absolute path in normal form: no `.`/`..` components, no `//`, no trailing `/`."""
+    if not isinstance(v, str) or not PATH_RE.fullmatch(v) or "//" in v or posixpath.normpath(v) != v:
+        raise ValueError
+    return v
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _dir_under(parent: str) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        v = _normal_path(v)
+        if not _under(v, parent) or v == parent:
+            raise ValueError
+        return v
+    return parse
+
+
+def _nginx_site(v: Any) -> str:
+    v = _dir_under(NGINX_DIR)(v)
+    parts = v[len(NGINX_DIR) + 1:].split("/")
+    if parts[-1] in NGINX_CORE_FILES or (len(parts) == 1 and parts[0] in NGINX_DIRS):
+        raise ValueError
+    return v
+
+
+def _mount_source_allowed(source: str) -> bool:
+    """Whether a volume source may be mounted without canary:allow_host_mounts."""
+    if not source.startswith("/"):
+        return True  # a named volume
+    path = posixpath.normpath("/" + source.lstrip("/"))  # `..`, `.`, `//` resolved
+    return path not in FORBIDDEN_MOUNT_PATHS and not any(_under(path, t) for t in FORBIDDEN_MOUNT_TREES)
 
 
 def _from_value_or_file(r: _Reader, key: str, read_file: Callable[[str], str], allowed: str,
@@ -456,6 +509,8 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
     canary_env = _env_map(get("canary_env"), r.problems, "canary_env")
     vols_raw = get("volumes") or []
     volumes: tuple[str, ...] = ()
+    host_mounts = r.value("allow_host_mounts", parse_bool, "true or false (true lets containers mount "
+                          "the host's root, /etc, the Docker socket and the like: dangerous)", False)
     if not isinstance(vols_raw, list):
         r.problems.append("canary:volumes must be a list such as ['odoo-data:/var/lib/odoo']")
     else:
@@ -466,15 +521,35 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
             except ValueError:
                 r.problems.append(f"canary:volumes entry {str(v)[:60]!r} is not allowed: "
                                   "SOURCE:/container/path[:ro|rw], SOURCE a volume name or absolute path")
+                continue
+            if not host_mounts and not _mount_source_allowed(v.split(":")[0]):
+                r.problems.append(
+                    f"canary:volumes entry {str(v)[:60]!r} is not allowed: it mounts a host path no "
+                    "container may see (/, /etc, /root, /proc, /sys, /dev, /boot, /var/lib/docker, the "
+                    "Docker socket or its parents /var, /run, /var/run, or below them); use a "
+                    "named volume or a directory of the app (e.g. /srv/odoo), or set "
+                    "canary:allow_host_mounts true (dangerous: the container can take over the host)")
         volumes = tuple(good)
     listen = r.value("listen_port", parse_int, "a TCP port from 1 to 65535", d["listen_port"], port)
     server_name = r.value("server_name", _matches(SERVER_NAME_RE), "nginx server names separated by "
                           "spaces, e.g. erp.example.com, or _", d["server_name"])
-    sites = r.value("nginx_sites_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_sites_dir"])
-    confd = r.value("nginx_conf_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_conf_dir"])
-    site = r.value("nginx_site", _matches(PATH_RE), "an absolute file path, e.g. the guide's "
-                   "/etc/nginx/sites-enabled/odoo (default: NGINX_SITES_DIR/CONTAINER_NAME.conf)", None)
-    logs = r.value("nginx_log_dir", _matches(PATH_RE), "an absolute directory path", d["nginx_log_dir"])
+    nginx_dir = ("a directory under /etc/nginx/ such as /etc/nginx/sites-enabled (absolute, no '.', "
+                 "'..', '//' or trailing '/')")
+    sites = r.value("nginx_sites_dir", _dir_under(NGINX_DIR), nginx_dir, d["nginx_sites_dir"])
+    confd = r.value("nginx_conf_dir", _dir_under(NGINX_DIR), nginx_dir.replace("sites-enabled", "conf.d"),
+                    d["nginx_conf_dir"])
+    site = r.value("nginx_site", _nginx_site, "a site file under /etc/nginx/, e.g. the guide's "
+                   "/etc/nginx/sites-enabled/odoo (default: NGINX_SITES_DIR/CONTAINER_NAME.conf); not a "
+                   "directory, not nginx's own files (nginx.conf, mime.types, *_params), no '.', '..', "
+                   "'//' or trailing '/'", None)
+    logs = r.value("nginx_log_dir", _dir_under(LOG_DIR), "a directory under /var/log/ such as "
+                   "/var/log/nginx (absolute, no '.', '..', '//' or trailing '/')", d["nginx_log_dir"])
+    if site and site in (sites, confd):
+        r.problems.append(f"canary:nginx_site = {site!r} is not allowed: it is a directory "
+                          "(canary:nginx_sites_dir or canary:nginx_conf_dir); name the site file")
+    elif site and confd and name and site == f"{confd}/{name}-canary.conf":
+        r.problems.append(f"canary:nginx_site = {site!r} is not allowed: it is the split file "
+                          "(NGINX_CONF_DIR/CONTAINER_NAME-canary.conf); name the site file")
     routing = r.value("routing", str, "one of " + ", ".join(ROUTINGS), d["routing"], lambda v: v in ROUTINGS)
     startup = r.value("startup_timeout", lambda v: parse_duration(v, "s"), "a duration from 1s to 30m",
                       d["startup_timeout"], lambda v: 1 <= v <= 1800)
@@ -518,5 +593,6 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
         nginx_conf_dir=confd, nginx_log_dir=logs, routing=routing, startup_timeout=startup,
         drain_timeout=drain, max_response_time=max_rt, max_error_logs_per_minute=max_logs,
         latency_factor=factor, min_requests=min_requests, metric_command=metric_command,
-        metric_max=metric_max, probe_url=probe_url, nginx_site=site,
+        metric_max=metric_max, metric_command_is_secret="metric_command" in secret_keys,
+        probe_url=probe_url, nginx_site=site,
         private_key=private_key, force_allow=force_allow, force_token=force_token)

@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import requests
 
 from . import plan as P
+from . import redact
 from .analysis import report, runner
 from .analysis.verdict import FAIL, INCONCLUSIVE
 from .notify import Notifier
@@ -123,10 +124,11 @@ class Controller:
             self.production_problem = self._unhealthy("production")
             production_healthy = self.production_problem is None
             canary_healthy = production_healthy or self._unhealthy("canary") is None
+        canonical = self.spec.canonical  # containers labelled before the stack's revision key
         return P.Observed(
-            production_revision=_revision(h.production, self.spec.image, self.desired_revision),
+            production_revision=canonical(_revision(h.production, self.spec.image, self.desired_revision)),
             production_running=bool(h.production and h.production.running),
-            canary_revision=_revision(h.canary, self.spec.image, self.desired_revision),
+            canary_revision=canonical(_revision(h.canary, self.spec.image, self.desired_revision)),
             canary_running=bool(h.canary and h.canary.running),
             split_weight=h.split.weight if h.split else None,
             production_healthy=production_healthy, canary_healthy=canary_healthy)
@@ -351,6 +353,7 @@ class Controller:
             return True
         except DeployError as err:
             self._set(analysis={"decision": "fail", "reason": str(err), "weight": 0})
+            self._report(self.state["analysis"])  # a canary that never started has a report too
             self._rollback(str(err))
             return False
 
@@ -525,7 +528,7 @@ class Controller:
             record["analysis"] = {k: v for k, v in analysis.items() if k != "series"}
         entry = {"stack": self.spec.stack, "image": self.spec.image, "revision": self.spec.revision,
                  "step": step, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "record": record}
+                 "record": redact.current().value(record)}
         self.host.run(["mkdir", "-p", "-m", "700", f"{STATE_DIR}/{self.spec.app}"])
         self.host.write_file(self._journal_path, json.dumps(entry) + "\n", 0o600)
 

@@ -33,7 +33,7 @@ def _raw(key: str) -> Any:
 def main() -> None:
     stack = pulumi.get_stack()
     try:
-        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env", "force_token")
+        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env", "force_token", "metric_command")
                                         if is_config_secret(f"{NAMESPACE}:{k}")))
     except ConfigError as err:
         # Before any resource exists: nothing reaches the host.
@@ -52,6 +52,9 @@ def main() -> None:
     env = {"env": spec.pop("env"), "canary_env": spec.pop("canary_env")}
     if s.env_is_secret:
         env = {k: pulumi.Output.secret(v) for k, v in env.items()}
+    # So is the metric command (it may hold a password): secret when set with --secret.
+    metric = spec["analysis"].pop("metric_command")
+    env["metric_command"] = pulumi.Output.secret(metric) if s.metric_command_is_secret else metric
     first = s.steps[0]
     preview = render.split_preview(s, first) if first else ""  # force token as a placeholder
     release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,

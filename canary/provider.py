@@ -17,6 +17,7 @@ Verdict fails `pulumi up`, with the reason, when the release's phase is rolled_b
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -30,18 +31,19 @@ from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResu
                             ResourceProvider, UpdateResult)
 
 from . import plan as P
+from . import redact
 from .config import ConfigError, load_force_token, load_target
 from .controller import OUTPUT_KEYS, Controller, DeployError, blocked_message, recorded_from
 from .notify import Notifier
 from .remote.ssh import Host
-from .spec import ReleaseSpec
+from .spec import ReleaseSpec, new_revision_key
 
 _SECRET_FREE = ("env", "canary_env")
 
 
 def _say(message: str) -> None:
     # The engine shows each line a dynamic provider prints while the step runs.
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {redact.current().text(message)}", flush=True)
 
 
 def _exit_with_engine() -> None:
@@ -77,15 +79,47 @@ def _exit_with_engine() -> None:
 
 
 def _spec_inputs(props: dict) -> dict:
-    """The full spec from a release's inputs (container env is kept in inputs of its own)."""
-    return {**props["spec"], "env": props.get("env") or {}, "canary_env": props.get("canary_env") or {}}
+    """The full spec from a release's inputs (container env and the metric command are
+    kept in inputs of their own)."""
+    spec = {**props["spec"], "env": props.get("env") or {}, "canary_env": props.get("canary_env") or {}}
+    if "metric_command" in props:
+        spec["analysis"] = {**spec["analysis"], "metric_command": props.get("metric_command") or None}
+    return spec
 
 
 def _public_spec(spec_inputs: dict) -> dict:
-    """The spec as recorded in outputs, normalised: without container env (it may hold
-    secrets; the revision digests it)."""
+    """The spec as recorded in outputs, normalised: without container env and the metric
+    command (they may hold secrets; the revision digests the env)."""
     normal = ReleaseSpec.from_inputs(spec_inputs).to_inputs()
+    normal["analysis"]["metric_command"] = None
     return {k: ({} if k in _SECRET_FREE else v) for k, v in normal.items()}
+
+
+# -- keyed revisions and masked secrets (see spec.py and redact.py) ----------------------------
+_REVISIONS = ("production_revision", "canary_revision", "previous_revision", "failed_revision")
+
+
+def _with_key(spec_inputs: dict, olds: dict) -> tuple[dict, dict]:
+    """The spec with the stack's revision key (a new one for a stack without), and the
+    recorded outputs with revisions of this spec recorded before the key in keyed form."""
+    spec_inputs = {**spec_inputs, "revision_key": olds.get("revision_key") or new_revision_key()}
+    spec = ReleaseSpec.from_inputs(spec_inputs)
+    return spec_inputs, {**olds, **{k: spec.canonical(olds[k]) for k in _REVISIONS if olds.get(k)}}
+
+
+def _masked(method):
+    """Errors leave the provider with every configured secret masked."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except Exception as err:
+            text = redact.current().text(str(err))
+            if text == str(err):
+                raise
+            raise DeployError(text) from None
+    return wrapper
+# ----------------------------------------------------------------------------------------------
 
 
 def _outputs(state: dict) -> dict:
@@ -147,13 +181,19 @@ class ReleaseProvider(ResourceProvider):
         return Host(self.target, log=_say)
 
     def _controller(self, spec_inputs: dict, revision: Optional[str] = None) -> tuple[Controller, Host]:
-        host = self._host()
         spec = ReleaseSpec.from_inputs(spec_inputs)
-        notifier = Notifier(self.webhook, spec.stack, spec.app, _say)
+        redactor = redact.Redactor([*spec.secret_values(), self.webhook, self.force_token,
+                                    self.target.private_key if self.target else None],
+                                   public=spec.public_values())
+        redact.install(redactor)
+        host = self._host()
+        notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say), redactor)
         return Controller(host, spec, _say, revision, notifier, self.force_token), host
 
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
-        spec = ReleaseSpec.from_inputs(_spec_inputs(news))
+        unkeyed = bool(olds.get("spec")) and not olds.get("revision_key")
+        spec_inputs, olds = _with_key(_spec_inputs(news), olds)
+        spec = ReleaseSpec.from_inputs(spec_inputs)
         old_spec = olds.get("spec") or {}
         if old_spec.get("app") not in (None, spec.app):
             raise DeployError("container_name cannot change on a deployed stack: it names the "
@@ -161,7 +201,7 @@ class ReleaseProvider(ResourceProvider):
         action = _planned(spec, olds)
         # A blocked revision is a change: update() then fails fast with the recorded reason
         # (failing here would also fail `pulumi refresh --run-program`, which diffs).
-        changed = action.kind != P.NOOP or (
+        changed = action.kind != P.NOOP or unkeyed or (
             not old_spec or _public_spec(_spec_inputs(news)) != _public_spec(old_spec))
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
@@ -171,20 +211,26 @@ class ReleaseProvider(ResourceProvider):
             state = controller.reconcile(recorded)
         finally:
             host.close()
-        return {**_outputs(state), "spec": _public_spec(spec_inputs),
-                "image": ReleaseSpec.from_inputs(spec_inputs).image}
+        return {**redact.current().value(_outputs(state)), "spec": _public_spec(spec_inputs),
+                "image": ReleaseSpec.from_inputs(spec_inputs).image,
+                "revision_key": spec_inputs["revision_key"]}
 
+    @_masked
     def create(self, props: dict) -> CreateResult:
-        outs = self._run(_spec_inputs(props), {})
+        spec_inputs, _ = _with_key(_spec_inputs(props), {})
+        outs = self._run(spec_inputs, {})
         return CreateResult(id_=props["spec"]["app"], outs=outs)
 
+    @_masked
     def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
-        spec = ReleaseSpec.from_inputs(_spec_inputs(news))
+        spec_inputs, olds = _with_key(_spec_inputs(news), olds)
+        spec = ReleaseSpec.from_inputs(spec_inputs)
         action = _planned(spec, olds)
         if action.kind == P.BLOCKED and not action.cleanup:  # fail before touching the host
             raise DeployError(blocked_message(spec.image, action.reason))
-        return UpdateResult(outs=self._run(_spec_inputs(news), olds))
+        return UpdateResult(outs=self._run(spec_inputs, olds))
 
+    @_masked
     def read(self, id: str, props: dict) -> ReadResult:
         if not props.get("spec"):
             return ReadResult(id_=id, outs=props)
@@ -193,8 +239,9 @@ class ReleaseProvider(ResourceProvider):
             outs = controller.refreshed(props)
         finally:
             host.close()
-        return ReadResult(id_=id, outs={**outs, **_outputs(outs)})
+        return ReadResult(id_=id, outs={**outs, **redact.current().value(_outputs(outs))})
 
+    @_masked
     def delete(self, id: str, props: dict) -> None:
         controller, host = self._controller(props["spec"])
         try:
@@ -218,11 +265,16 @@ class Release(Resource, module="canary", name="Release"):
 
     def __init__(self, name: str, spec: pulumi.Input[dict], env: pulumi.Input[dict],
                  canary_env: pulumi.Input[dict], split_preview: pulumi.Input[str],
-                 environment: str, opts: Optional[pulumi.ResourceOptions] = None):
+                 environment: str, opts: Optional[pulumi.ResourceOptions] = None,
+                 metric_command: pulumi.Input[Optional[str]] = None):
         outputs = {k: None for k in OUTPUT_KEYS}
+        # The stack's revision key stays a secret in the state.
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["revision_key"]))
         super().__init__(ReleaseProvider(), name,
                          {**outputs, "spec": spec, "env": env, "canary_env": canary_env,
-                          "split_preview": split_preview, "environment": environment, "image": None},
+                          "metric_command": metric_command, "split_preview": split_preview,
+                          "environment": environment, "image": None, "revision_key": None},
                          opts)
 
 

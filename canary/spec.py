@@ -4,13 +4,25 @@
 from the stored inputs with `from_inputs`. Everything that decides what runs on the
 host is here, so `pulumi preview --diff` shows it. SSH credentials are not: the
 provider reads them from the stack config (see provider.py).
+
+Values that may be secrets (container env, the metric command) travel as top-level
+inputs of their own (SECRET_INPUTS), so the engine keeps them secret in the state, and
+`secret_inputs` names those set with `--secret`, so the provider can mask them.
+
+The revision digest is keyed: an HMAC of the container spec with the stack's own random
+`revision_key` (a secret output of the release), so a recorded revision cannot be used
+to confirm a guessed secret offline. Stacks recorded before the key existed carry
+plain-hash (legacy) revisions; `canonical` maps one of the current spec to its keyed
+form, so the first keyed update is no change on the host.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from dataclasses import asdict, dataclass, field
+import secrets
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 from .analysis.verdict import Thresholds
@@ -34,6 +46,14 @@ class AnalysisSpec:
     @property
     def checks(self) -> int:
         return max(1, round(self.duration / self.interval))
+
+
+# Inputs of the release kept apart from `spec` (they may hold secrets).
+SECRET_INPUTS = ("env", "canary_env", "metric_command")
+
+
+def new_revision_key() -> str:
+    return secrets.token_hex(32)
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,9 @@ class ReleaseSpec:
     adopt: bool = False  # may take over an unlabelled container of the app's name
     split: SplitSpec = None  # type: ignore[assignment]
     analysis: AnalysisSpec = None  # type: ignore[assignment]
+    secret_inputs: tuple[str, ...] = ()  # which of SECRET_INPUTS were set with --secret
+    # The stack's key for revision digests: never an input, never in plain state.
+    revision_key: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, s: Settings) -> "ReleaseSpec":
@@ -72,6 +95,8 @@ class ReleaseSpec:
             startup_timeout=s.startup_timeout, drain_timeout=s.drain_timeout, access_log=s.access_log,
             adopt=s.adopt,
             split=SplitSpec.from_settings(s),
+            secret_inputs=tuple(k for k, secret in (("env", s.env_is_secret), ("canary_env", s.env_is_secret),
+                                                    ("metric_command", s.metric_command_is_secret)) if secret),
             analysis=AnalysisSpec(
                 duration=s.monitoring_duration, interval=s.check_interval,
                 probes_per_check=s.probes_per_check, metric_command=s.metric_command,
@@ -82,8 +107,29 @@ class ReleaseSpec:
 
     def to_inputs(self) -> dict:
         d = asdict(self)
+        del d["revision_key"]
         d["steps"], d["volumes"] = list(self.steps), list(self.volumes)
+        d["secret_inputs"] = list(self.secret_inputs)
         return d
+
+    def keyed(self, key: str) -> "ReleaseSpec":
+        return replace(self, revision_key=key)
+
+    def secret_values(self) -> list[str]:
+        """The values set with --secret (container env, the metric command)."""
+        out: list[str] = []
+        if "env" in self.secret_inputs:
+            out += self.env.values()
+        if "canary_env" in self.secret_inputs:
+            out += self.canary_env.values()
+        if "metric_command" in self.secret_inputs and self.analysis.metric_command:
+            out.append(self.analysis.metric_command)
+        return out
+
+    def public_values(self) -> list[str]:
+        """Names everyone sees anyway (outputs, the host): never masked."""
+        return [self.app, f"{self.app}-canary", self.stack, self.image, *self.image.split(":"),
+                str(self.stable_port), str(self.canary_port), str(self.container_port)]
 
     @classmethod
     def from_inputs(cls, d: dict) -> "ReleaseSpec":
@@ -96,16 +142,38 @@ class ReleaseSpec:
         d["split"] = SplitSpec(**_ints(d["split"], ("stable_port", "canary_port")))
         d["steps"] = tuple(int(x) for x in d["steps"])
         d["volumes"] = tuple(d["volumes"])
+        d["secret_inputs"] = tuple(d.get("secret_inputs") or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    def _container_spec(self) -> bytes:
+        return json.dumps([self.env, list(self.volumes), self.stable_port, self.container_port,
+                           self.bind_address, self.restart_policy], sort_keys=True).encode()
+
+    @property
+    def legacy_digest(self) -> str:
+        """The plain hash older releases recorded (8 hex digits)."""
+        return hashlib.sha256(self._container_spec()).hexdigest()[:8]
 
     @property
     def revision(self) -> str:
         """The image plus everything of the production container's spec: a change of any
-        of it is a new revision, analysed as a canary before it reaches production."""
-        spec = json.dumps([self.env, list(self.volumes), self.stable_port, self.container_port,
-                           self.bind_address, self.restart_policy], sort_keys=True)
-        return f"{self.image}#{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+        of it is a new revision, analysed as a canary before it reaches production.
+        Keyed (16 hex digits) when the stack's revision key is known."""
+        if not self.revision_key:
+            return f"{self.image}#{self.legacy_digest}"
+        digest = hmac.new(self.revision_key.encode(), self._container_spec(), hashlib.sha256).hexdigest()
+        return f"{self.image}#{digest[:16]}"
+
+    def canonical(self, revision: Optional[str]) -> Optional[str]:
+        """A revision recorded (or labelled on a container) before the stack had a key,
+        of this very container spec, in its keyed form; any other revision unchanged."""
+        if not revision or not self.revision_key or "#" not in revision:
+            return revision
+        image, digest = revision.rsplit("#", 1)
+        if digest != self.legacy_digest:
+            return revision
+        return f"{image}#{self.revision.rsplit('#', 1)[1]}"
 
     def container(self, role: str) -> ContainerSpec:
         canary = role == "canary"

@@ -35,6 +35,17 @@ def big_canaries_need_review(args: ResourceValidationArgs, report_violation):
             "set auto_promote false and promote after a review")
 
 
+def production_promotions_are_analysed(args: ResourceValidationArgs, report_violation):
+    spec = _production_release(args)
+    if spec is None:
+        return
+    if [int(x) for x in spec.get("steps") or []] == [100]:
+        report_violation(
+            "canary_percentage 100 on production promotes the image without any analysis: use a "
+            "canary (e.g. 10) or canary_steps; to go back to the previous image, set image_tag to "
+            "it (an instant rollback needs no canary_percentage 100)")
+
+
 def production_monitors_long_enough(args: ResourceValidationArgs, report_violation):
     spec = _production_release(args)
     if spec is None:
@@ -63,6 +74,10 @@ PolicyPack(
             name="big-canaries-need-review",
             description="On production, a canary above 50 % needs auto_promote=false.",
             validate=big_canaries_need_review),
+        ResourceValidationPolicy(
+            name="production-promotions-are-analysed",
+            description="On production, canary_percentage 100 (promotion without analysis) is refused.",
+            validate=production_promotions_are_analysed),
         ResourceValidationPolicy(
             name="production-monitors-long-enough",
             description="On production, monitoring_duration is at least 10 minutes.",

@@ -12,10 +12,16 @@ from typing import Sequence
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from .. import redact
+
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
                    autoescape=select_autoescape(["html"]))
 
 WIDTH, HEIGHT, PAD = 640, 200, 36
+_NO_TRAFFIC = {"requests": 0, "errors": 0, "error_rate": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0}
+# What the page shows for a canary that never got to its analysis (it did not start).
+EMPTY = {"seconds": 0, "checks": 0, "probes": 0, "probe_failures": 0, "error_rate": 0.0,
+         "canary": _NO_TRAFFIC, "stable": _NO_TRAFFIC}
 
 
 def _polyline(points: Sequence[tuple[float, float]], x_max: float, y_max: float) -> str:
@@ -41,18 +47,19 @@ def chart(series: list[dict], key: str, unit: str, scale: float = 1.0, limit: fl
 
 def write(directory: str, stack: str, image: str, summary: dict, outcome: str,
           threshold: float) -> str:
-    """Writes REPORT.json and REPORT.html; returns the JSON path."""
+    """Writes REPORT.json and REPORT.html (configured secrets masked); returns the JSON path."""
     os.makedirs(directory, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = os.path.join(directory, f"{stack}-{stamp}-{image.replace('/', '_').replace(':', '_')}")
-    report = {"stack": stack, "image": image, "outcome": outcome, "at": stamp, **summary}
+    report = redact.current().value({"stack": stack, "image": image, "outcome": outcome, "at": stamp,
+                                     **summary})
     with open(base + ".json", "w") as f:
         json.dump(report, f, indent=2)
     series = summary.get("series") or []
     page = _env.get_template("report.html.j2").render(
-        r=report, esc=html.escape,
+        r={**EMPTY, **report}, esc=html.escape,
         charts=[("5xx error rate", chart(series, "error_rate", "%", limit=threshold)),
                 ("p95 latency", chart(series, "p95", "ms", scale=1000))] if series else [])
     with open(base + ".html", "w") as f:
-        f.write(page)
+        f.write(redact.current().text(page))
     return base + ".json"

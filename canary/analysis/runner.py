@@ -13,6 +13,7 @@ own tunnel (or the configured `probe_url`), never through a proxy.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], Non
                 logs_unknown = str(err)
             evidence.minutes = (time.monotonic() - started) / 60
             if a.metric_command:
-                evidence.metric = _metric(host, a.metric_command)
+                evidence.metric = _metric(host, a.metric_command, metric_timeout(a.interval))
             final = i == checks
             verdict = unmeasured_logs(judge(evidence, a.thresholds, final), logs_unknown)
             series.append(_point(i, time.monotonic() - started, evidence))
@@ -168,12 +169,23 @@ def _tunnel_broke(host: Host, connects_before: int) -> bool:
     return host.connects > connects_before
 
 
-def _metric(host: Host, command: str) -> Optional[float]:
-    out = host.run(["sh", "-c", command], check=False)[1].strip().split()
+def metric_timeout(interval: float) -> float:
+    """Seconds the host metric command may take: within one check, 5 to 30 s."""
+    return max(5.0, min(30.0, interval))
+
+
+def _metric(host: Host, command: str, timeout: float) -> Optional[float]:
+    """The last word the metric command (trusted: run as the SSH user) printed, as a finite number; None when it printed
+    none, timed out (killed by `timeout` on the host) or failed: the verdict fails closed."""
+    # The command travels on stdin: never on a command line (ps) or in an error message.
+    status, out, _ = host.run(["timeout", "-k", "5", f"{timeout:g}", "sh", "-s"], check=False,
+                              stdin=command + "\n", timeout=timeout + 30)
+    words = out.strip().split()
     try:
-        return float(out[-1])
+        value = float(words[-1])
     except (ValueError, IndexError):
         return None
+    return value if status == 0 and math.isfinite(value) else None
 
 
 def _point(i: int, t: float, e: Evidence) -> dict:

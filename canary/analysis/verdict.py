@@ -15,11 +15,13 @@ Rules, in order (thresholds from the stack config; the guide's defaults):
   4. latency: probe p95 or the canary's real-traffic p95 above `max_response_time`,
      or the canary's p95 (probes, real traffic) worse than `latency_factor` x stable's;
   5. ERROR lines in the canary's container log above `max_error_logs_per_minute`;
-  6. the host metric command printed a number above `metric_max`.
+  6. the host metric command printed a number above `metric_max`, or no finite number at
+     all (it failed, timed out, printed text, NaN or infinity): fail closed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -138,8 +140,12 @@ def judge(e: Evidence, th: Thresholds, final: bool) -> Verdict:
             return Verdict(FAIL, f"{per_minute:.1f} ERROR log lines a minute in the canary "
                                  f"(limit {th.max_error_logs_per_minute})")
     # 6. host metric
-    if th.metric_max is not None and e.metric is not None and e.metric > th.metric_max:
-        return Verdict(FAIL, f"host metric {e.metric:g} above its limit {th.metric_max:g}")
+    if th.metric_max is not None:
+        if e.metric is None or not math.isfinite(e.metric):
+            return Verdict(FAIL, "the host metric command printed no number (it failed, timed out or "
+                                 "printed something else): failing closed")
+        if e.metric > th.metric_max:
+            return Verdict(FAIL, f"host metric {e.metric:g} above its limit {th.metric_max:g}")
     if not final:
         return Verdict(CONTINUE, "")
     if e.probes < MIN_PROBES_TO_JUDGE and not judged_traffic:

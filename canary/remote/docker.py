@@ -95,7 +95,8 @@ def image_exists(host: Host, image: str) -> bool:
 def run(host: Host, spec: Spec) -> Container:
     app_dir = f"{STATE_DIR}/{spec.labels.get('canary.app', spec.name)}"
     env_file = f"{app_dir}/{spec.name}.env"
-    host.run(["mkdir", "-p", "-m", "700", app_dir])
+    # 700 even when the directory already existed (mkdir -p -m leaves its mode alone).
+    host.run(["install", "-d", "-m", "700", app_dir])
     host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in sorted(spec.env.items())), mode=0o600)
     host.run(spec.argv(env_file))
     found = inspect(host, spec.name)

@@ -241,13 +241,19 @@ class Host:
         return self.run(["sh", "-c", script, "sh", *args], check=check, timeout=timeout)[1]
 
     def write_file(self, path: str, content: str, mode: int = 0o644, timeout: float = SFTP_TIMEOUT) -> None:
-        """Writes `content` to `path` atomically (temporary file, then rename)."""
+        """Writes `content` to `path` atomically (temporary file, then rename). The
+        temporary file is created with `mode` (never readable by others, not even for an
+        instant, when `mode` says so)."""
         tmp = f"{path}.tmp-canary"
 
         def write(sftp: paramiko.SFTPClient) -> None:
-            with sftp.file(tmp, "w") as f:
+            try:
+                sftp.remove(tmp)  # a leftover of an interrupted write, maybe with another mode
+            except FileNotFoundError:
+                pass
+            with _create(sftp, tmp, mode) as f:
                 f.write(content.encode())
-            sftp.chmod(tmp, mode)
+            sftp.chmod(tmp, mode)  # the exact mode, whatever the server's umask took away
             sftp.posix_rename(tmp, path)
         self._sftp(f"SFTP write of {path}", write, timeout)
 
@@ -347,6 +353,21 @@ class Host:
         finally:
             stop.set()
             server.close()
+
+
+def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:
+    """Creates a new file with `mode` set by the SFTP OPEN request itself (O_CREAT|O_EXCL
+    with the permissions), as `open(path, O_CREAT | O_EXCL, mode)` would: paramiko's
+    `open` sends no permissions, so the file would exist with the server's default mode
+    until a chmod."""
+    from paramiko.sftp import CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_WRITE
+    attrs = paramiko.SFTPAttributes()
+    attrs.st_mode = mode
+    kind, msg = sftp._request(CMD_OPEN, sftp._adjust_cwd(path),
+                              SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL, attrs)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    return paramiko.SFTPFile(sftp, msg.get_binary(), "w")
 
 
 class _Deadline(Exception):

@@ -196,7 +196,8 @@ KEYS = ["image", "image_tag", "canary_percentage", "monitoring_duration", "check
         "container_name", "restart_policy", "listen_port", "server_name", "nginx_sites_dir",
         "nginx_conf_dir", "nginx_log_dir", "nginx_site", "routing", "startup_timeout",
         "drain_timeout", "max_response_time", "max_error_logs_per_minute", "latency_factor",
-        "min_requests", "probes_per_check", "probe_url", "notify_webhook", "force_token", "force_allow"]
+        "min_requests", "probes_per_check", "probe_url", "notify_webhook", "force_token", "force_allow",
+        "allow_host_mounts"]
 WRONG = {"empty": "", "long": "9" * 1000, "type": "[1, 2]", "negative": "-5"}
 
 

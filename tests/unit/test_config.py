@@ -103,3 +103,61 @@ def test_local_stack_file_is_valid():
     values = {k.split(":", 1)[1]: v for k, v in doc.items()}
     s = load(values.get, "local", read_file=lambda path: KEY if "id_" in path else HOST_KEY)
     assert s.host == "127.0.0.1" and s.ssh_port == 2222
+
+
+# -- config is not root: nginx paths and host mounts ----------------------------------------
+@pytest.mark.parametrize("key,value", [
+    ("nginx_site", "/etc/nginx/nginx.conf"), ("nginx_site", "/etc/nginx/mime.types"),
+    ("nginx_site", "/etc/nginx/sites-enabled"), ("nginx_site", "/etc/nginx/conf.d"),
+    ("nginx_site", "/etc/nginx/sites-enabled/"), ("nginx_site", "/etc/nginx/sites-enabled/../nginx.conf"),
+    ("nginx_site", "/etc/nginx/sites-enabled/../../passwd"), ("nginx_site", "/etc/passwd"),
+    ("nginx_site", "/etc/nginx"), ("nginx_site", "/etc/nginx/"), ("nginx_site", "//etc/nginx/sites-enabled/x"),
+    ("nginx_site", "/etc/nginx//x.conf"), ("nginx_site", "/etc/nginx/./x.conf"),
+    ("nginx_site", "/etc/nginx/conf.d/odoo-canary.conf"), ("nginx_site", "/etc/nginx/snippets/fastcgi_params"),
+    ("nginx_site", "/root/.ssh/authorized_keys"), ("nginx_site", "etc/nginx/sites-enabled/x"),
+    ("nginx_sites_dir", "/etc"), ("nginx_sites_dir", "/etc/nginx"), ("nginx_sites_dir", "/etc/nginx/../cron.d"),
+    ("nginx_sites_dir", "/etc/cron.d"), ("nginx_sites_dir", "/etc/nginx/sites-enabled/"),
+    ("nginx_conf_dir", "/etc/systemd/system"), ("nginx_conf_dir", "/etc/nginx/conf.d/.."),
+    ("nginx_log_dir", "/etc/nginx/conf.d"), ("nginx_log_dir", "/var/log"), ("nginx_log_dir", "/var/log/../lib"),
+    ("nginx_log_dir", "/root"), ("nginx_log_dir", "/var/logs/nginx"),
+])
+def test_nginx_paths_stay_in_nginx_directories(key, value):
+    text = problems(**{key: value})
+    assert f"canary:{key}" in text and ("/etc/nginx/" in text or "/var/log/" in text)
+
+
+def test_nginx_site_naming_a_configured_directory_is_refused():
+    assert "canary:nginx_site" in problems(nginx_sites_dir="/etc/nginx/vhosts", nginx_site="/etc/nginx/vhosts")
+
+
+@pytest.mark.parametrize("key,value", [
+    ("nginx_site", "/etc/nginx/sites-enabled/odoo"), ("nginx_site", "/etc/nginx/conf.d/odoo.conf"),
+    ("nginx_site", "/etc/nginx/odoo.conf"), ("nginx_sites_dir", "/etc/nginx/vhosts"),
+    ("nginx_conf_dir", "/etc/nginx/http.d"), ("nginx_log_dir", "/var/log/nginx/odoo"),
+])
+def test_nginx_paths_inside_nginx_are_allowed(key, value):
+    assert getattr(settings(**{key: value}), key) == value
+
+
+@pytest.mark.parametrize("volume", [
+    "/:/host", "/etc:/x", "/etc/ssl:/x:ro", "/root:/x", "/root/.ssh:/x", "/proc:/x", "/sys/fs:/x",
+    "/dev:/x", "/boot:/x", "/var/run/docker.sock:/var/run/docker.sock", "/run/docker.sock:/s",
+    "/run:/x", "/var/run:/x", "/var:/x", "/srv/../etc:/x", "//etc:/x", "/srv/..:/x", "/var/./run:/x",
+    "/var/lib/docker:/x", "/./etc/shadow:/x:ro",
+])
+def test_dangerous_host_mounts_are_refused(volume):
+    text = problems(volumes=[volume])
+    assert "canary:volumes" in text and "canary:allow_host_mounts" in text
+
+
+@pytest.mark.parametrize("volume", ["odoo-data:/var/lib/odoo", "/srv/odoo/addons:/mnt/addons:ro",
+                                    "/var/lib/odoo:/var/lib/odoo", "/run/postgresql:/run/postgresql",
+                                    "/etcetera:/x", "/home/odoo:/x"])
+def test_app_mounts_and_named_volumes_stay_allowed(volume):
+    assert settings(volumes=[volume]).volumes == (volume,)
+
+
+def test_allow_host_mounts_lets_the_operator_mount_anything():
+    vols = ["/var/run/docker.sock:/var/run/docker.sock", "/:/host:ro"]
+    assert settings(volumes=vols, allow_host_mounts="true").volumes == tuple(vols)
+    assert "canary:allow_host_mounts" in problems(allow_host_mounts="maybe")

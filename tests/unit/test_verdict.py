@@ -91,3 +91,36 @@ def test_slow_health_checks_fail_against_stables_baseline():
         e.stable_probe_latencies.append(0.002)
     v = judge(e, TH, final=False)
     assert v.status == FAIL and "health check p95 latency" in v.reason
+
+
+def test_metric_that_is_no_number_fails_closed():
+    th = Thresholds(**{**TH.__dict__, "metric_max": 80})
+    assert judge(evidence(290, 0, metric=42.0), th, final=True).status == PASS
+    for bad in (None, float("nan"), float("inf"), float("-inf")):
+        v = judge(evidence(290, 0, metric=bad), th, final=False)
+        assert v.status == FAIL and "no number" in v.reason, bad
+    # Without a metric configured, no metric is fine.
+    assert judge(evidence(290, 0), TH, final=True).status == PASS
+
+
+class _MetricHost:
+    """Answers the metric command like the host would (status, stdout)."""
+
+    def __init__(self, status, out):
+        self.status, self.out, self.argv = status, out, None
+
+    def run(self, argv, check=True, stdin=None, timeout=300):
+        self.argv, self.stdin, self.timeout = argv, stdin, timeout
+        return self.status, self.out, ""
+
+
+def test_metric_command_runs_under_a_timeout_and_only_finite_numbers_count():
+    from canary.analysis.runner import _metric, metric_timeout
+    host = _MetricHost(0, "connections\n42.5\n")
+    assert _metric(host, "psql -c 'x'", metric_timeout(30)) == 42.5
+    assert host.argv == ["timeout", "-k", "5", "30", "sh", "-s"] and host.stdin == "psql -c 'x'\n"
+    assert host.timeout > 30
+    assert metric_timeout(2) == 5 and metric_timeout(600) == 30
+    for status, out in ((0, "nan"), (0, "inf"), (0, "-Infinity"), (0, "lots"), (0, ""), (124, ""),
+                        (1, "12"), (0, "1e999")):
+        assert _metric(_MetricHost(status, out), "x", 5) is None, (status, out)

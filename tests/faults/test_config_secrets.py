@@ -1,0 +1,229 @@
+"""Config is not root, secrets stay secret, the policy pack guards production: through the
+real CLI on the local test host."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pulumi import automation as auto
+
+from canary.spec import ReleaseSpec
+from tests.e2e.harness import ROOT, TESTHOST_DIR, Deployment, containers, reset_host, sh, ssh_commands
+from tests.e2e.test_ecosystem import Receiver
+
+from .conftest import record
+
+APP_DIR = "/var/lib/canary/odoo"
+
+
+# -- config is not root ----------------------------------------------------------------------
+HOSTILE = {
+    "nginx_site": ["/etc/nginx/nginx.conf", "/etc/nginx/sites-enabled", "/etc/nginx/sites-enabled/",
+                   "/etc/nginx/sites-enabled/../nginx.conf", "/etc/passwd", "/root/.bashrc"],
+    "nginx_sites_dir": ["/etc", "/etc/cron.d", "/etc/nginx/../systemd/system"],
+    "nginx_conf_dir": ["/etc/nginx", "/etc/profile.d"],
+    "nginx_log_dir": ["/etc/nginx/conf.d", "/var/log/../lib/docker"],
+    "volumes": [["/:/host"], ["/var/run/docker.sock:/var/run/docker.sock"], ["/run:/run"],
+                ["/srv/../etc:/etc2:ro"], ["/root/.ssh:/keys"], ["/var:/var"]],
+}
+
+
+def test_paths_and_host_mounts_are_refused_at_preview(tmp_path):
+    reset_host()
+    d = Deployment(tmp_path, echo=False)
+    base = dict(d.stack.get_all_config())
+    tried = rejected = 0
+    for key, values in HOSTILE.items():
+        for value in values:
+            d.stack.set_all_config({**base, f"canary:{key}": auto.ConfigValue(
+                value=json.dumps(value) if isinstance(value, list) else value)})
+            before = ssh_commands()
+            try:
+                d.stack.preview()
+                message = ""
+            except auto.CommandError as err:
+                message = str(err)
+            d.stack.remove_config(f"canary:{key}")
+            tried += 1
+            hint = "canary:allow_host_mounts" if key == "volumes" else ("/etc/nginx/" if key != "nginx_log_dir"
+                                                                        else "/var/log/")
+            if f"canary:{key}" in message and hint in message and ssh_commands() == before:
+                rejected += 1
+            else:
+                print(f"NOT REJECTED: {key} = {value!r}")
+    # The explicit (dangerous) opt-in lets the operator mount the Docker socket.
+    d.stack.set_all_config({**base, "canary:volumes": auto.ConfigValue(
+        value=json.dumps(["/var/run/docker.sock:/var/run/docker.sock"])),
+        "canary:allow_host_mounts": auto.ConfigValue(value="true")})
+    d.stack.preview()
+    record("nginx paths and host mounts", rejected == tried, 0, inputs=(tried, rejected))
+    assert containers() == {}
+
+
+# -- secrets ---------------------------------------------------------------------------------
+ENV_SECRET = "hunter2-env-secret-77"
+CANARY_SECRET = "canary-port-secret-9q7"
+METRIC_SECRET = "metric-secret-5f2e"
+
+
+def _release(export: str) -> dict:
+    return next(r for r in json.loads(export)["deployment"]["resources"]
+                if r["type"].endswith("canary:Release"))
+
+
+def test_secrets_never_leak_from_a_failing_canary(tmp_path):
+    """A canary that prints its env (the demo app logs the port it was told to listen on)
+    fails to start, then one fails its analysis on a secret metric command that hangs."""
+    reset_host()
+    d = Deployment(tmp_path)
+    key_text = (TESTHOST_DIR / "id_ed25519").read_text()
+    # Without a restart policy the crashing canary exits for good (its log is quoted then).
+    d.set(ssh_private_key_file="", metric_max="50", restart_policy="no")
+    d.stack.set_config("canary:ssh_private_key", auto.ConfigValue(value=key_text, secret=True))
+    receiver = Receiver()
+    d.set_secret("notify_webhook", receiver.url)
+    d.set_secret("env.DB_PASSWORD", ENV_SECRET)
+    # Trusted host command; `sleep` outlives the metric timeout, so no number: fail closed.
+    d.set_secret("metric_command", f"sleep 600 # {METRIC_SECRET}")
+    d.up()
+
+    # 1. The canary logs its env value and exits: its log is quoted in the failure reason.
+    d.set(image_tag="v2")
+    d.set_secret("canary_env.PORT", CANARY_SECRET)
+    with pytest.raises(auto.CommandError) as failed:
+        d.up()
+    first = d.outputs()
+    masked = "exited before it became healthy" in first["failure_reason"] and "[secret]" in first["failure_reason"]
+
+    # 2. Analysed again (retry): the metric command hangs, is killed, the gate fails closed.
+    d.stack.remove_config("canary:canary_env")
+    d.set(retry="true")
+    started = time.monotonic()
+    with pytest.raises(auto.CommandError) as failed_again:
+        d.up()
+    took = time.monotonic() - started
+    second = d.outputs()
+    fail_closed = (second["phase"] == "rolled_back" and "no number" in second["failure_reason"]
+                   and took < 90 and not sh("pgrep -x -f 'sleep 600' || true").strip())
+    receiver.server.shutdown()
+
+    export = d.export()
+    reports = {p.name: p.read_text() for p in (tmp_path / "reports").glob("*")}
+    places = {
+        "exported state": export, "pulumi output": "\n".join(d.log) + str(failed.value) + str(failed_again.value),
+        "stack outputs": d.cli("stack", "output", "--json", "--show-secrets").stdout,
+        "analysis reports": "\n".join(reports.values()), "notifications": json.dumps(receiver.received),
+    }
+    secrets = {"env value": ENV_SECRET, "canary env value": CANARY_SECRET, "metric command": METRIC_SECRET,
+               "webhook": "secret-token", "ssh key": key_text.splitlines()[1]}
+    leaks = [f"{s} in {p}" for p, text in places.items() for s, v in secrets.items() if v in text]
+
+    # The revision digest is keyed: the stack's key is a secret, the plain hash is nowhere.
+    release = _release(export)
+    outputs = release["outputs"]
+    key_is_secret = "ciphertext" in json.dumps(outputs.get("revision_key"))
+    spec = ReleaseSpec.from_inputs({**outputs["spec"], "env": {"DB_PASSWORD": ENV_SECRET}, "canary_env": {}})
+    keyed = (len(outputs["production_revision"].split("#")[1]) == 16
+             and spec.legacy_digest not in export)
+    ok = masked and fail_closed and len(reports) >= 4 and key_is_secret and keyed and not leaks
+    print({"masked": masked, "fail_closed": fail_closed, "took": took, "reports": sorted(reports),
+           "key_is_secret": key_is_secret, "keyed": keyed})
+    record("secrets masked in reasons, reports, notifications; metric fails closed; keyed revision",
+           ok, 0, leaks=leaks)
+    reset_host()
+
+
+class _Inotify:
+    """Stats every file the moment it is created, renamed into or chmod-ed in a directory."""
+
+    IN_MODIFY, IN_ATTRIB, IN_CREATE, IN_MOVED_TO = 0x2, 0x4, 0x100, 0x80
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK)
+        if libc.inotify_add_watch(self.fd, directory.encode(),
+                                  self.IN_CREATE | self.IN_MOVED_TO | self.IN_ATTRIB | self.IN_MODIFY) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch")
+        self.seen: list[tuple[str, int]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            if not select.select([self.fd], [], [], 0.1)[0]:
+                continue
+            data = os.read(self.fd, 65536)
+            i = 0
+            while i < len(data):
+                _, _, _, length = struct.unpack_from("iIII", data, i)
+                name = data[i + 16:i + 16 + length].rstrip(b"\0").decode()
+                i += 16 + length
+                try:
+                    self.seen.append((name, os.lstat(os.path.join(self.directory, name)).st_mode & 0o777))
+                except FileNotFoundError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        os.close(self.fd)
+
+
+def test_env_files_are_never_readable_by_others(tmp_path):
+    reset_host()
+    # A state directory left with a loose mode, and a stale world-readable temporary file.
+    Path(APP_DIR).mkdir(parents=True)
+    os.chmod(APP_DIR, 0o755)
+    stale = Path(APP_DIR) / "odoo.env.tmp-canary"
+    stale.write_text("stale\n")
+    os.chmod(stale, 0o644)
+    watch = _Inotify(APP_DIR)
+    try:
+        d = Deployment(tmp_path)
+        d.set_secret("env.DB_PASSWORD", ENV_SECRET)
+        d.up()
+        d.set(image_tag="v2")
+        d.up()
+    finally:
+        watch.close()
+    env_views = [(n, m) for n, m in watch.seen if ".env" in n]
+    temp_views = [(n, m) for n, m in env_views if n.endswith(".tmp-canary")]
+    loose = [(n, oct(m)) for n, m in watch.seen if m & 0o077]
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in Path(APP_DIR).iterdir()}
+    dir_mode = oct(os.stat(APP_DIR).st_mode & 0o777)
+    print({"seen": len(watch.seen), "env": len(env_views), "temp": len(temp_views), "loose": loose,
+           "files": modes, "dir": dir_mode})
+    ok = (not loose and len(temp_views) >= 3 and dir_mode == "0o700"
+          and modes.get("odoo.env") == "0o600" and ENV_SECRET in Path(APP_DIR, "odoo.env").read_text()
+          and all(m == "0o600" for m in modes.values()))
+    record("env files private from their creation (0600 in a 0700 directory)", ok, 0,
+           leaks=[f"{n} was {m}" for n, m in loose])
+    reset_host()
+
+
+# -- policy ----------------------------------------------------------------------------------
+def test_policy_refuses_promotion_without_analysis_on_production(tmp_path):
+    reset_host()
+    d = Deployment(tmp_path, name="production", config={"canary_percentage": "100",
+                                                          "monitoring_duration": "15"})
+    before = ssh_commands()
+    with pytest.raises(auto.CommandError) as refused:
+        d.stack.preview(policy_packs=[str(ROOT / "policy")], on_output=print)
+    text = str(refused.value)
+    flagged = "production-promotions-are-analysed" in text and "without any analysis" in text
+    # The same on a stack that is not production passes the pack.
+    other = Deployment(tmp_path / "staging", name="staging", config={"canary_percentage": "100"})
+    result = other.stack.preview(policy_packs=[str(ROOT / "policy")], on_output=print)
+    ok = flagged and result.change_summary.get("create") == 4 and ssh_commands() == before
+    record("policy: canary_percentage 100 on production refused", ok, 0)
+    assert containers() == {}
