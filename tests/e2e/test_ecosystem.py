@@ -62,7 +62,7 @@ def test_an_unreachable_webhook_never_fails_a_deployment(deployment):
     d.set(image_tag="v2")
     d.up()
     assert d.outputs()["phase"] == "promoted"
-    assert any("notification failed" in line for line in d.log)
+    assert any("notification 'promoted' failed" in line for line in d.log)
 
 
 def policy_preview(tmp_path, **config):
