@@ -47,9 +47,13 @@ def reset_host() -> None:
 
 def containers() -> dict[str, str]:
     """name -> image of every container of the app."""
-    out = sh("docker ps -a --format '{{.Names}} {{.Image}} {{.ID}}'")
-    return {line.split()[0]: line.split()[1] for line in out.splitlines()
-            if line.split() and line.split()[0].startswith("odoo")}
+    # The image a container was started from (`docker ps` shows an ID once the tag moved,
+    # e.g. after the test host rebuilt its demo images).
+    names = [n for n in sh("docker ps -a --format '{{.Names}}'").split() if n.startswith("odoo")]
+    if not names:
+        return {}
+    out = sh("docker inspect -f '{{.Name}} {{.Config.Image}}' " + " ".join(names))
+    return {line.split()[0].lstrip("/"): line.split()[1] for line in out.splitlines() if line.split()}
 
 
 def container_id(name: str) -> Optional[str]:
