@@ -52,7 +52,7 @@ def containers() -> dict[str, str]:
     names = [n for n in sh("docker ps -a --format '{{.Names}}'").split() if n.startswith("odoo")]
     if not names:
         return {}
-    out = sh("docker inspect -f '{{.Name}} {{.Config.Image}}' " + " ".join(names))
+    out = sh("docker inspect -f '{{.Name}} {{.Config.Image}}' " + " ".join(names), check=False)
     return {line.split()[0].lstrip("/"): line.split()[1] for line in out.splitlines() if line.split()}
 
 
