@@ -22,6 +22,8 @@
 # $FLEET_DIR/hostN/ssh_host_ed25519_key.pub (the key a stack pins). The demo images are
 # copied from this machine's engine (testhost.sh builds them).
 set -euo pipefail
+# shellcheck source=testhost/sshd.sh
+. "$(cd "$(dirname "$0")" && pwd)/sshd.sh"
 
 TESTHOST_DIR=${TESTHOST_DIR:-/var/lib/canary-testhost}
 FLEET_DIR=${TESTHOST_FLEET_DIR:-$TESTHOST_DIR/fleet}
@@ -126,22 +128,8 @@ prepare_dirs() {
     fi
     [ -f "$h/ssh_host_ed25519_key" ] ||
         ssh-keygen -q -t ed25519 -N '' -C "canary-fleet-host$n" -f "$h/ssh_host_ed25519_key"
-    cat >"$h/sshd_config" <<EOF
-ListenAddress $(addr "$n")
-Port 22
-HostKey $h/ssh_host_ed25519_key
-PidFile /run/sshd.pid
-AuthorizedKeysFile $TESTHOST_DIR/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-MaxStartups 100:30:200
-MaxSessions 100
-LogLevel VERBOSE
-Subsystem sftp internal-sftp
-EOF
+    sshd_config "$(addr "$n")" 22 "$h/ssh_host_ed25519_key" /run/sshd.pid "$TESTHOST_DIR/authorized_keys" \
+        >"$h/sshd_config"
 }
 
 start_dockerd() {

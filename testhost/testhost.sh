@@ -20,6 +20,8 @@ SSH_PORT=${TESTHOST_SSH_PORT:-2222}
 PG_PORT=${TESTHOST_PG_PORT:-5433}
 PG_CLUSTER=canary
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=testhost/sshd.sh
+. "$here/sshd.sh"
 IMAGES=(v1 v2 broken slow sick)
 
 log() { printf '[testhost] %s\n' "$*" >&2; }
@@ -56,22 +58,8 @@ start_sshd() {
         ssh-keygen -q -t ed25519 -N '' -C canary-deployer -f "$TESTHOST_DIR/id_ed25519"
     cp "$TESTHOST_DIR/id_ed25519.pub" "$TESTHOST_DIR/authorized_keys"
     chmod 600 "$TESTHOST_DIR/authorized_keys"
-    cat >"$TESTHOST_DIR/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $SSH_PORT
-HostKey $TESTHOST_DIR/ssh_host_ed25519_key
-PidFile $TESTHOST_DIR/sshd.pid
-AuthorizedKeysFile $TESTHOST_DIR/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-MaxStartups 100:30:200
-MaxSessions 100
-LogLevel VERBOSE
-Subsystem sftp internal-sftp
-EOF
+    sshd_config 127.0.0.1 "$SSH_PORT" "$TESTHOST_DIR/ssh_host_ed25519_key" "$TESTHOST_DIR/sshd.pid" \
+        "$TESTHOST_DIR/authorized_keys" >"$TESTHOST_DIR/sshd_config"
     if [ -s "$TESTHOST_DIR/sshd.pid" ] && kill -0 "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null; then return; fi
     log "starting sshd on 127.0.0.1:$SSH_PORT"
     # -E: a log of its own; each session's command is recorded by the ForceCommand-free

@@ -9,7 +9,7 @@ import pytest
 from tests.e2e.harness import ROOT
 
 SCRIPTS = ["scripts/setup", "scripts/test", "scripts/demo", "scripts/bench", "scripts/env", "scripts/faults",
-           "testhost/testhost.sh", "testhost/fleet.sh", ".ci/run"]
+           "testhost/testhost.sh", "testhost/fleet.sh", "testhost/sshd.sh", ".ci/run"]
 
 
 def run(*argv):
