@@ -263,7 +263,8 @@ def test_a_stack_with_plain_hash_revisions_is_rekeyed_without_a_canary(tmp_path)
     d.up()
     after = _release(d.export())["outputs"]
     export = d.export()
-    rekeyed = (changes.get("update") == 1 and len(after["production_revision"].split("#")[1]) == 16
+    # (the verdict shows as an update in preview too: its inputs are outputs of the release)
+    rekeyed = (changes.get("update", 0) >= 1 and len(after["production_revision"].split("#")[1]) == 16
                and "ciphertext" in json.dumps(after["revision_key"]) and plain not in export)
     no_canary = (sh("docker inspect -f '{{.Id}}' odoo").strip() == production
                  and not any("starting canary container" in line for line in d.log) and containers() == {"odoo": "canary-demo:v1"})
