@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import requests
 
 from . import plan as P
 from . import redact
