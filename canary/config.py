@@ -47,11 +47,15 @@ DEFAULTS = {
     "max_error_logs_per_minute": 10,
     "latency_factor": 2.0,
     "min_requests": 50,
+    "image_pull": True,
+    "registry_insecure": False,
 }
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # A Docker repository: [registry[:port]/]path, lower case.
 IMAGE_RE = re.compile(r"^(?:[a-z0-9.-]+(?::[0-9]{1,5})?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+REGISTRY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,252})(?::[0-9]{1,5})?$")
+REGISTRY_USER_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,255}$")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 IPV4_RE = re.compile(r"^(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}$")
@@ -188,6 +192,25 @@ class Settings:
     # Trusted testers who may force a backend (see _force_values).
     force_allow: tuple[str, ...] = ()
     force_token: str = field(repr=False, default="")
+    # The image on the host (pulumi-docker): pulled from its registry, or already there.
+    image_pull: bool = True
+    registry_server: str = ""
+    registry_username: Optional[str] = None
+    registry_password: str = field(repr=False, default="")
+    registry_insecure: bool = False
+    canary_volumes: tuple[str, ...] = ()
+    private_key_file: Optional[str] = None  # the deploy key's path, when it came from a file
+
+    @property
+    def registry_address(self) -> str:
+        """The registry as the docker provider's registry_auth names it."""
+        return ("http://" if self.registry_insecure else "") + self.registry_server
+
+    @property
+    def named_volumes(self) -> tuple[str, ...]:
+        """The Docker volumes (not host paths) the containers mount, in order."""
+        names = [v.split(":")[0] for v in (*self.volumes, *self.canary_volumes) if not v.startswith("/")]
+        return tuple(dict.fromkeys(names))
 
     @property
     def full_image(self) -> str:
@@ -366,6 +389,67 @@ def _env_map(value: Any, problems: list[str], key: str) -> dict[str, str]:
     return out
 
 
+def default_registry(image: str) -> str:
+    """The registry part of an image name (Docker's rule: a first component with a '.' or
+    ':', or `localhost`), else Docker Hub."""
+    first, sep, _ = image.partition("/")
+    return first if sep and ("." in first or ":" in first or first == "localhost") else "docker.io"
+
+
+def _registry_values(r: _Reader, image: Optional[str], secret_keys: frozenset[str],
+                     read_file: Callable[[str], str]) -> dict:
+    pull = r.value("image_pull", parse_bool, "true (pull image:image_tag from its registry onto the host) "
+                   "or false (the image is already on the host, e.g. built there)", DEFAULTS["image_pull"])
+    server = r.value("registry_server", _matches(REGISTRY_RE), "a registry host[:port] such as "
+                     "registry.digitalocean.com (default: the registry named in canary:image)", None)
+    user = r.value("registry_username", _matches(REGISTRY_USER_RE), "a registry user name (letters, "
+                   "digits, '_', '.', '@', '+', '-')", None)
+    insecure = r.value("registry_insecure", parse_bool, "true (the registry speaks plain HTTP, e.g. one "
+                       "on 127.0.0.1) or false (HTTPS)", DEFAULTS["registry_insecure"])
+    password, path = r.get("registry_password"), r.get("registry_password_file")
+    if password not in (None, "") and "registry_password" not in secret_keys:
+        r.problems.append("canary:registry_password must be a secret: set it with "
+                          "`pulumi config set --secret registry_password ...` (or use registry_password_file)")
+        password = None
+    if password in (None, "") and path not in (None, ""):
+        try:
+            password = read_file(str(path)).strip()
+        except OSError as err:
+            r.problems.append(f"canary:registry_password_file = {str(path)[:60]!r}: cannot read the file "
+                              f"({err.strerror})")
+    password = "" if password is None else str(password)
+    if password and ("\n" in password or len(password) > 4096):
+        r.problems.append("canary:registry_password is not allowed: a single line of at most 4096 characters")
+    if bool(user) != bool(password) and not r.problems:
+        r.problems.append("canary:registry_username and canary:registry_password (or registry_password_file) "
+                          "go together: set both, or neither for a registry that needs no login")
+    return dict(image_pull=pull, registry_server=server or (default_registry(image) if image else ""),
+                registry_username=user, registry_password=password, registry_insecure=insecure)
+
+
+def _volumes(r: _Reader, raw: Any, key: str, host_mounts: bool) -> tuple[str, ...]:
+    raw = raw or []
+    if not isinstance(raw, list):
+        r.problems.append(f"canary:{key} must be a list such as ['odoo-data:/var/lib/odoo']")
+        return ()
+    good = []
+    for v in raw:
+        try:
+            good.append(_volume(v))
+        except ValueError:
+            r.problems.append(f"canary:{key} entry {str(v)[:60]!r} is not allowed: "
+                              "SOURCE:/container/path[:ro|rw], SOURCE a volume name or absolute path")
+            continue
+        if not host_mounts and not _mount_source_allowed(v.split(":")[0]):
+            r.problems.append(
+                f"canary:{key} entry {str(v)[:60]!r} is not allowed: it mounts a host path no "
+                "container may see (/, /etc, /root, /proc, /sys, /dev, /boot, /var/lib/docker, the "
+                "Docker socket or its parents /var, /run, /var/run, or below them); use a "
+                "named volume or a directory of the app (e.g. /srv/odoo), or set "
+                "canary:allow_host_mounts true (dangerous: the container can take over the host)")
+    return tuple(good)
+
+
 def _volume(v: Any) -> str:
     # host_path_or_volume:container_path[:ro|rw]
     if not isinstance(v, str):
@@ -507,29 +591,10 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
                       d["restart_policy"], lambda v: v in RESTART_POLICIES)
     env = _env_map(get("env"), r.problems, "env")
     canary_env = _env_map(get("canary_env"), r.problems, "canary_env")
-    vols_raw = get("volumes") or []
-    volumes: tuple[str, ...] = ()
     host_mounts = r.value("allow_host_mounts", parse_bool, "true or false (true lets containers mount "
                           "the host's root, /etc, the Docker socket and the like: dangerous)", False)
-    if not isinstance(vols_raw, list):
-        r.problems.append("canary:volumes must be a list such as ['odoo-data:/var/lib/odoo']")
-    else:
-        good = []
-        for v in vols_raw:
-            try:
-                good.append(_volume(v))
-            except ValueError:
-                r.problems.append(f"canary:volumes entry {str(v)[:60]!r} is not allowed: "
-                                  "SOURCE:/container/path[:ro|rw], SOURCE a volume name or absolute path")
-                continue
-            if not host_mounts and not _mount_source_allowed(v.split(":")[0]):
-                r.problems.append(
-                    f"canary:volumes entry {str(v)[:60]!r} is not allowed: it mounts a host path no "
-                    "container may see (/, /etc, /root, /proc, /sys, /dev, /boot, /var/lib/docker, the "
-                    "Docker socket or its parents /var, /run, /var/run, or below them); use a "
-                    "named volume or a directory of the app (e.g. /srv/odoo), or set "
-                    "canary:allow_host_mounts true (dangerous: the container can take over the host)")
-        volumes = tuple(good)
+    volumes = _volumes(r, get("volumes"), "volumes", host_mounts)
+    canary_volumes = _volumes(r, get("canary_volumes"), "canary_volumes", host_mounts)
     listen = r.value("listen_port", parse_int, "a TCP port from 1 to 65535", d["listen_port"], port)
     server_name = r.value("server_name", _matches(SERVER_NAME_RE), "nginx server names separated by "
                           "spaces, e.g. erp.example.com, or _", d["server_name"])
@@ -578,6 +643,8 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
                         "http://10.0.0.5:8070 (default: probes go through an SSH tunnel)", None)
 
     force_allow, force_token = _force_values(r, secret_keys)
+    registry = _registry_values(r, image, secret_keys, read_file)
+    key_file = r.get("ssh_private_key_file") if r.get("ssh_private_key") in (None, "") else None
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -595,4 +662,6 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
         latency_factor=factor, min_requests=min_requests, metric_command=metric_command,
         metric_max=metric_max, metric_command_is_secret="metric_command" in secret_keys,
         probe_url=probe_url, nginx_site=site,
-        private_key=private_key, force_allow=force_allow, force_token=force_token)
+        private_key=private_key, force_allow=force_allow, force_token=force_token,
+        canary_volumes=canary_volumes, **registry,
+        private_key_file=os.path.expanduser(str(key_file)) if key_file else None)

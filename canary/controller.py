@@ -64,14 +64,22 @@ class HostState:
     split: Optional[nginx.Split]
 
 
-def _revision(c: Optional[docker.Container], image: str, revision: str) -> Optional[str]:
+def _revision(c: Optional[docker.Container], spec: ReleaseSpec, revision: str) -> Optional[str]:
     if c is None:
         return None
     rev = c.labels.get("canary.revision")
     if rev:
         return rev
     # A container we did not start (the guide's `odoo`): adopt it when it runs our image.
-    return revision if c.image == image else f"{c.image}#adopted"
+    return revision if c.image in (spec.image, spec.ref) else f"{c.image}#adopted"
+
+
+def _shown(c: Optional[docker.Container]) -> Optional[str]:
+    """The image a container runs as outputs show it: the tag it was started for (a
+    container runs a registry image by digest)."""
+    if c is None:
+        return None
+    return c.labels.get("canary.image") or c.image
 
 
 def blocked_message(image: str, reason: str) -> str:
@@ -125,9 +133,9 @@ class Controller:
             canary_healthy = production_healthy or self._unhealthy("canary") is None
         canonical = self.spec.canonical  # containers labelled before the stack's revision key
         return P.Observed(
-            production_revision=canonical(_revision(h.production, self.spec.image, self.desired_revision)),
+            production_revision=canonical(_revision(h.production, self.spec, self.desired_revision)),
             production_running=bool(h.production and h.production.running),
-            canary_revision=canonical(_revision(h.canary, self.spec.image, self.desired_revision)),
+            canary_revision=canonical(_revision(h.canary, self.spec, self.desired_revision)),
             canary_running=bool(h.canary and h.canary.running),
             split_weight=h.split.weight if h.split else None,
             production_healthy=production_healthy, canary_healthy=canary_healthy)
@@ -151,9 +159,9 @@ class Controller:
         recorded = self.journaled(recorded)
         out = dict(recorded)
         out["production_revision"] = o.production_revision
-        out["production_image"] = h.production.image if h.production else None
+        out["production_image"] = _shown(h.production)
         out["canary_revision"] = o.canary_revision
-        out["canary_image"] = h.canary.image if h.canary else None
+        out["canary_image"] = _shown(h.canary)
         out["canary_weight"] = h.split.weight if h.split else 0
         out["production_running"] = o.production_running
         phase = recorded.get("phase")
@@ -243,7 +251,7 @@ class Controller:
         if o.production_revision == self.desired_revision and self.state.get("phase") not in (
                 P.PROMOTED, P.STABLE):
             self._set(phase=P.STABLE, message=f"production runs {self.spec.image}")
-        self._set_production(o.production_revision)
+        self._set_production(o.production_revision, _shown(h.production))
 
     def _blocked(self, action, h, o):
         if action.cleanup:
@@ -258,7 +266,7 @@ class Controller:
         self._set_production(self.spec.revision)
 
     def _restore(self, action, h, o):
-        self._replace_production_behind_canary(h.canary.image)
+        self._replace_production_behind_canary(_shown(h.canary))
         self._no_canary(phase=P.STABLE, message=f"production was not healthy: {self.spec.image} "
                                                 "restored behind the canary, which then was removed")
         self._set_production(self.spec.revision)
@@ -271,11 +279,11 @@ class Controller:
     def _cleanup(self, action, h, o):
         self._remove_canary()
         self._no_canary(phase=P.STABLE, message=action.reason)
-        self._set_production(o.production_revision)
+        self._set_production(o.production_revision, _shown(h.production))
 
     def _abort(self, action, h, o):
         self._remove_canary()
-        self._no_canary(phase=P.ABORTED, message=f"canary {_image_of(o.canary_revision)} removed by "
+        self._no_canary(phase=P.ABORTED, message=f"canary {_shown(h.canary)} removed by "
                                                  "hand (canary_percentage 0)")
 
     def _replace(self, action, h, o):
@@ -284,10 +292,10 @@ class Controller:
         if not (o.canary_revision == self.spec.revision and o.canary_running):
             if not self._start_canary(h):
                 return  # rolled back: production untouched
-        self._promote_running_canary(o, reason=action.reason)
+        self._promote_running_canary(h, o, reason=action.reason)
 
     def _promote(self, action, h, o):
-        self._promote_running_canary(o, reason=action.reason)
+        self._promote_running_canary(h, o, reason=action.reason)
 
     def _route(self, action, h, o):
         weight = action.steps[0]
@@ -322,7 +330,7 @@ class Controller:
             self._set(passed_weight=passed)
             self.log(f"passed at {weight}%: {result.verdict.reason}")
         if self.spec.auto_promote:
-            self._promote_running_canary(o, reason=f"passed its analysis at {passed}%")
+            self._promote_running_canary(h, o, reason=f"passed its analysis at {passed}%")
         else:
             self._set(phase=P.HOLDING, message=f"holding {self.spec.image} at {passed}% for manual "
                                                "promotion (auto_promote is false)")
@@ -333,8 +341,9 @@ class Controller:
         spec = self.spec.container(role)
         if not docker.image_exists(self.host, spec.image):
             raise DeployError(f"image {spec.image} is not on the host (docker images | grep "
-                              f"{spec.image.split(':')[0]})")
-        self.log(f"starting {role} container {spec.name} ({spec.image}) on port {spec.host_port}")
+                              f"{self.spec.repository})")
+        self.log(f"starting {role} container {spec.name} ({self.spec.image}"
+                 f"{' ' + self.spec.digest[:19] if self.spec.digest else ''}) on port {spec.host_port}")
         container = docker.run(self.host, spec)
         self._wait_healthy(spec.name, spec.host_port)
         return container
@@ -356,13 +365,13 @@ class Controller:
             self._rollback(str(err))
             return False
 
-    def _promote_running_canary(self, o: P.Observed, reason: str) -> None:
+    def _promote_running_canary(self, h: HostState, o: P.Observed, reason: str) -> None:
         self.log(f"promoting {self.spec.image}: {reason}")
         # What production ran before, as observed on the host (adopted containers too),
         # is recorded (journal) before production is touched.
         previous = o.production_revision
         if previous and previous != self.spec.revision:
-            self._set(previous_revision=previous, previous_image=_image_of(previous))
+            self._set(previous_revision=previous, previous_image=_shown(h.production) or _image_of(previous))
         self._journal("promoting")
         self._replace_production_behind_canary(self.spec.image)
         self._no_canary(phase=P.PROMOTED, message=f"promoted {self.spec.image}: {reason}")
@@ -505,8 +514,10 @@ class Controller:
         except Exception as err:  # the original error is the one to report
             self.log(f"cleanup failed too: {err}")
 
-    def _set_production(self, revision: Optional[str]) -> None:
-        self._set(production_revision=revision, production_image=_image_of(revision),
+    def _set_production(self, revision: Optional[str], image: Optional[str] = None) -> None:
+        if image is None:
+            image = self.spec.image if revision == self.spec.revision else _image_of(revision)
+        self._set(production_revision=revision, production_image=image,
                   production_running=revision is not None)
 
     def _set(self, **values) -> None:

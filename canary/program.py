@@ -10,13 +10,13 @@ import pulumi
 import pulumi_command as command
 from pulumi.runtime.config import get_config, is_config_secret
 
-from . import render
+from . import docker_resources, render
 from .config import ConfigError, load
 from .provider import Release, Verdict
 from .spec import ReleaseSpec
 
 NAMESPACE = "canary"
-STRUCTURED = ("env", "canary_env", "volumes", "canary_steps")
+STRUCTURED = ("env", "canary_env", "volumes", "canary_volumes", "canary_steps")
 
 
 def _raw(key: str) -> Any:
@@ -33,7 +33,8 @@ def _raw(key: str) -> Any:
 def main() -> None:
     stack = pulumi.get_stack()
     try:
-        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env", "force_token", "metric_command")
+        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env", "force_token", "metric_command",
+                                                  "registry_password")
                                         if is_config_secret(f"{NAMESPACE}:{k}")))
     except ConfigError as err:
         # Before any resource exists: nothing reaches the host.
@@ -42,11 +43,18 @@ def main() -> None:
     connection = command.remote.ConnectionArgs(
         host=s.host, port=s.ssh_port, user=s.ssh_user, host_key=s.host_key,
         private_key=pulumi.Output.secret(s.private_key), dial_error_limit=5)
+    # The image is on the host (pulled, or found) and the volumes exist before nginx or
+    # any container changes: a failed pull changes nothing.
+    docker_host = docker_resources.provider(s)
+    image, digest = docker_resources.image(s, docker_host)
+    ready = [image, *docker_resources.volumes(s, docker_host)]
     site = command.remote.Command(
         "site", connection=connection,
-        create=render.site_apply_script(s), delete=render.site_delete_script(s))
+        create=render.site_apply_script(s), delete=render.site_delete_script(s),
+        opts=pulumi.ResourceOptions(depends_on=ready))
 
     spec = ReleaseSpec.from_settings(s).to_inputs()
+    spec["digest"] = digest
     # Container env is an input of its own (top level), so a secret value stays secret in
     # the state: the engine re-marks secrets per top-level input of a dynamic resource.
     env = {"env": spec.pop("env"), "canary_env": spec.pop("canary_env")}
@@ -58,18 +66,28 @@ def main() -> None:
     first = s.steps[0]
     preview = render.split_preview(s, first) if first else ""  # force token as a placeholder
     release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,
-                      opts=pulumi.ResourceOptions(depends_on=[site]))
+                      opts=pulumi.ResourceOptions(depends_on=[site, *ready]))
     Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
 
     pulumi.export("phase", release.phase)
+    pulumi.export("image", s.full_image)
+    pulumi.export("image_digest", digest)
     pulumi.export("production_image", release.production_image)
+    pulumi.export("production_digest", release.production_revision.apply(docker_resources.digest_of))
     pulumi.export("previous_image", release.previous_image)
+    pulumi.export("previous_tag", release.previous_image.apply(_tag_of))
     pulumi.export("canary_image", release.canary_image)
     pulumi.export("canary_weight", release.canary_weight)
     pulumi.export("failed_image", release.failed_image)
     pulumi.export("failure_reason", release.failure_reason)
     pulumi.export("message", release.message)
     pulumi.export("analysis", release.analysis.apply(_summary))
+
+
+def _tag_of(image: Any) -> str:
+    """The tag of `repo[:port]/path:tag` ("" when none): the rollback recipe's value."""
+    last = str(image or "").rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else ""
 
 
 def _summary(analysis: Any) -> Any:

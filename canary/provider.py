@@ -255,6 +255,7 @@ class Release(Resource, module="canary", name="Release"):
 
     phase: pulumi.Output[str]
     production_image: pulumi.Output[Optional[str]]
+    production_revision: pulumi.Output[Optional[str]]
     previous_image: pulumi.Output[Optional[str]]
     canary_image: pulumi.Output[Optional[str]]
     canary_weight: pulumi.Output[int]

@@ -14,6 +14,13 @@ The revision digest is keyed: an HMAC of the container spec with the stack's own
 to confirm a guessed secret offline. Stacks recorded before the key existed carry
 plain-hash (legacy) revisions; `canonical` maps one of the current spec to its keyed
 form, so the first keyed update is no change on the host.
+
+The image is keyed by its digest when it comes from a registry (`digest`, looked up by
+pulumi-docker): containers run `repo@sha256:...` and the revision names that, so the same
+digest under a new tag is the same revision (no canary) and a tag that moved to a new
+digest is a new one. The tag (`image`) is what outputs and messages show; it is also a
+container label (`canary.image`). Without a digest (an image already on the host) the
+revision names the tag, as before.
 """
 
 from __future__ import annotations
@@ -81,6 +88,8 @@ class ReleaseSpec:
     split: SplitSpec = None  # type: ignore[assignment]
     analysis: AnalysisSpec = None  # type: ignore[assignment]
     secret_inputs: tuple[str, ...] = ()  # which of SECRET_INPUTS were set with --secret
+    digest: str = ""  # the registry's sha256 digest of `image`; "" for an image already on the host
+    canary_volumes: tuple[str, ...] = ()  # the canary's own mounts, replacing those of the same path
     # The stack's key for revision digests: never an input, never in plain state.
     revision_key: str = field(default="", repr=False, compare=False)
 
@@ -93,7 +102,7 @@ class ReleaseSpec:
             restart_policy=s.restart_policy, volumes=s.volumes, env=dict(s.env),
             canary_env=dict(s.canary_env), health_path=s.health_path, probe_url=s.probe_url,
             startup_timeout=s.startup_timeout, drain_timeout=s.drain_timeout, access_log=s.access_log,
-            adopt=s.adopt,
+            adopt=s.adopt, canary_volumes=s.canary_volumes,
             split=SplitSpec.from_settings(s),
             secret_inputs=tuple(k for k, secret in (("env", s.env_is_secret), ("canary_env", s.env_is_secret),
                                                     ("metric_command", s.metric_command_is_secret)) if secret),
@@ -109,6 +118,7 @@ class ReleaseSpec:
         d = asdict(self)
         del d["revision_key"]
         d["steps"], d["volumes"] = list(self.steps), list(self.volumes)
+        d["canary_volumes"] = list(self.canary_volumes)
         d["secret_inputs"] = list(self.secret_inputs)
         return d
 
@@ -129,6 +139,7 @@ class ReleaseSpec:
     def public_values(self) -> list[str]:
         """Names everyone sees anyway (outputs, the host): never masked."""
         return [self.app, f"{self.app}-canary", self.stack, self.image, *self.image.split(":"),
+                self.ref, self.digest,
                 str(self.stable_port), str(self.canary_port), str(self.container_port)]
 
     @classmethod
@@ -142,6 +153,7 @@ class ReleaseSpec:
         d["split"] = SplitSpec(**_ints(d["split"], ("stable_port", "canary_port")))
         d["steps"] = tuple(int(x) for x in d["steps"])
         d["volumes"] = tuple(d["volumes"])
+        d["canary_volumes"] = tuple(d.get("canary_volumes") or ())
         d["secret_inputs"] = tuple(d.get("secret_inputs") or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -151,38 +163,62 @@ class ReleaseSpec:
                            self.bind_address, self.restart_policy], sort_keys=True).encode()
 
     @property
+    def repository(self) -> str:
+        return self.image.rsplit(":", 1)[0]
+
+    @property
+    def ref(self) -> str:
+        """What Docker runs: the image by digest when the registry's digest is known."""
+        return f"{self.repository}@{self.digest}" if self.digest else self.image
+
+    def _keyed_digest(self) -> str:
+        return hmac.new(self.revision_key.encode(), self._container_spec(), hashlib.sha256).hexdigest()[:16]
+
+    @property
     def legacy_digest(self) -> str:
         """The plain hash older releases recorded (8 hex digits)."""
         return hashlib.sha256(self._container_spec()).hexdigest()[:8]
 
     @property
     def revision(self) -> str:
-        """The image plus everything of the production container's spec: a change of any
-        of it is a new revision, analysed as a canary before it reaches production.
-        Keyed (16 hex digits) when the stack's revision key is known."""
+        """The image (by digest when known) plus everything of the production container's
+        spec: a change of any of it is a new revision, analysed as a canary before it
+        reaches production. Keyed (16 hex digits) when the stack's revision key is known."""
         if not self.revision_key:
-            return f"{self.image}#{self.legacy_digest}"
-        digest = hmac.new(self.revision_key.encode(), self._container_spec(), hashlib.sha256).hexdigest()
-        return f"{self.image}#{digest[:16]}"
+            return f"{self.ref}#{self.legacy_digest}"
+        return f"{self.ref}#{self._keyed_digest()}"
 
     def canonical(self, revision: Optional[str]) -> Optional[str]:
-        """A revision recorded (or labelled on a container) before the stack had a key,
-        of this very container spec, in its keyed form; any other revision unchanged."""
+        """A revision of this very container spec recorded (or labelled on a container) in
+        an older form, in the current one; any other revision unchanged. Older forms: a
+        plain hash from before the stack had a key, and the tag from before the image was
+        keyed by its digest (taken to be the digest the tag names now)."""
         if not revision or not self.revision_key or "#" not in revision:
             return revision
         image, digest = revision.rsplit("#", 1)
-        if digest != self.legacy_digest:
-            return revision
-        return f"{image}#{self.revision.rsplit('#', 1)[1]}"
+        if image == self.ref and digest == self.legacy_digest:
+            return self.revision
+        if image == self.image and digest in (self.legacy_digest, self._keyed_digest()):
+            return self.revision
+        if digest == self.legacy_digest:  # another image of this spec, before the key
+            return f"{image}#{self._keyed_digest()}"
+        return revision
+
+    def mounts(self, role: str) -> tuple[str, ...]:
+        """The container's volumes: the canary's own replace those of the same path."""
+        if role != "canary" or not self.canary_volumes:
+            return self.volumes
+        own = {v.split(":")[1] for v in self.canary_volumes}
+        return tuple(v for v in self.volumes if v.split(":")[1] not in own) + self.canary_volumes
 
     def container(self, role: str) -> ContainerSpec:
         canary = role == "canary"
         return ContainerSpec(
-            name=f"{self.app}-canary" if canary else self.app, image=self.image,
+            name=f"{self.app}-canary" if canary else self.app, image=self.ref,
             host_port=self.canary_port if canary else self.stable_port,
             container_port=self.container_port, bind_address=self.bind_address,
             restart_policy=self.restart_policy,
             env={**self.env, **self.canary_env} if canary else dict(self.env),
-            volumes=self.volumes,
+            volumes=self.mounts(role),
             labels={"canary.app": self.app, "canary.role": role, "canary.revision": self.revision,
-                    "canary.stack": self.stack})
+                    "canary.stack": self.stack, "canary.image": self.image})

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The local test host: a "droplet" on this machine, reached like the real one.
 #
-#   testhost.sh start    dockerd, nginx, sshd on 127.0.0.1:2222, demo images, and
+#   testhost.sh start    dockerd, nginx, sshd on 127.0.0.1:2222, demo images, a private
+#                        registry on 127.0.0.1:5000 (password auth) holding them, and
 #                        PostgreSQL on 127.0.0.1:5433 (shared Pulumi state)
-#   testhost.sh stop     stop sshd, nginx and PostgreSQL (dockerd and images stay)
+#   testhost.sh stop     stop sshd, nginx, the registry and PostgreSQL (dockerd and images stay)
+#   testhost.sh push IMAGE TAG   push a local image as the registry's canary-demo:TAG
 #   testhost.sh status   what runs, and the pinned host key
 #   testhost.sh reset    remove the app's containers and nginx files (clean host)
 #
@@ -13,12 +15,17 @@
 # PostgreSQL: a cluster of its own (`canary`, Debian's pg_createcluster) with a role and
 # database `pulumi` for Pulumi's PostgreSQL state backend; the role's generated password
 # and the backend URL are in $TESTHOST_DIR/postgres_url (mode 600).
+# Registry: Debian's docker-registry (the CNCF distribution) with htpasswd auth; user
+# `canary`, its generated password in $TESTHOST_DIR/registry_password (mode 600). The demo
+# images are pushed there as $REGISTRY/canary-demo:TAG.
 set -euo pipefail
 
 TESTHOST_DIR=${TESTHOST_DIR:-/var/lib/canary-testhost}
 SSH_PORT=${TESTHOST_SSH_PORT:-2222}
 PG_PORT=${TESTHOST_PG_PORT:-5433}
 PG_CLUSTER=canary
+REGISTRY=${TESTHOST_REGISTRY:-127.0.0.1:5000}
+REGISTRY_USER=canary
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=testhost/sshd.sh
 . "$here/sshd.sh"
@@ -161,6 +168,68 @@ build_images() {
     variant sick FAIL_PERCENT=30
 }
 
+start_registry() {
+    local dir="$TESTHOST_DIR/registry" password
+    mkdir -p "$dir/data"
+    if [ -s "$TESTHOST_DIR/registry_password" ]; then
+        password=$(cat "$TESTHOST_DIR/registry_password")
+    else
+        password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        (umask 077 && printf '%s\n' "$password" >"$TESTHOST_DIR/registry_password")
+    fi
+    htpasswd -Bbc "$dir/htpasswd" "$REGISTRY_USER" "$password" 2>/dev/null
+    cat >"$dir/config.yml" <<CONFIG
+version: 0.1
+log: { level: warn }
+storage:
+  filesystem: { rootdirectory: $dir/data }
+  delete: { enabled: true }
+http:
+  addr: $REGISTRY
+auth:
+  htpasswd: { realm: canary-testhost, path: $dir/htpasswd }
+CONFIG
+    if [ -s "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then return; fi
+    log "starting the registry on $REGISTRY"
+    nohup docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+    echo $! >"$dir/pid"
+    for _ in $(seq 1 50); do
+        curl -fsS -o /dev/null -u "$REGISTRY_USER:$password" "http://$REGISTRY/v2/" 2>/dev/null && return
+        sleep 0.2
+    done
+    log "the registry did not start; see $dir/log"
+    tail -20 "$dir/log" >&2
+    exit 1
+}
+
+# The Docker CLI with a login to the test registry of its own: root's
+# ~/.docker/config.json stays untouched (deploys bring their own credentials).
+registry_docker() {
+    local cfg rc=0
+    cfg=$(mktemp -d)
+    docker --config "$cfg" login -u "$REGISTRY_USER" --password-stdin "$REGISTRY" \
+        <"$TESTHOST_DIR/registry_password" >/dev/null 2>&1 &&
+        docker --config "$cfg" "$@" || rc=$?
+    rm -rf "$cfg"
+    return $rc
+}
+
+# `registry_push SOURCE TAG`: the local image SOURCE as $REGISTRY/canary-demo:TAG.
+registry_push() {
+    docker tag "$1" "$REGISTRY/canary-demo:$2"
+    registry_docker push -q "$REGISTRY/canary-demo:$2" >/dev/null
+}
+
+push_images() {
+    local want have
+    want=$(docker image inspect -f '{{.Id}}' canary-demo:v1)
+    have=$(cat "$TESTHOST_DIR/registry/pushed" 2>/dev/null || true)
+    [ "$want" = "$have" ] && return
+    log "pushing the demo images to $REGISTRY"
+    for t in "${IMAGES[@]}"; do registry_push "canary-demo:$t" "$t"; done
+    echo "$want" >"$TESTHOST_DIR/registry/pushed"
+}
+
 host_key() { cut -d' ' -f1,2 "$TESTHOST_DIR/ssh_host_ed25519_key.pub"; }
 
 cmd_start() {
@@ -169,6 +238,8 @@ cmd_start() {
     start_sshd
     start_postgres
     build_images
+    start_registry
+    push_images
     bash "$here/fleet.sh" start # three more hosts at 10.231.N.2 (N = 1..3)
     log "ready: ssh -p $SSH_PORT -i $TESTHOST_DIR/id_ed25519 root@127.0.0.1"
 }
@@ -177,6 +248,7 @@ cmd_stop() {
     if [ -s "$TESTHOST_DIR/sshd.pid" ]; then kill "$(cat "$TESTHOST_DIR/sshd.pid")" 2>/dev/null || true; fi
     nginx -s quit 2>/dev/null || true
     if pg_running; then pg_ctlcluster "$(pg_version)" "$PG_CLUSTER" stop; fi
+    if [ -s "$TESTHOST_DIR/registry/pid" ]; then kill "$(cat "$TESTHOST_DIR/registry/pid")" 2>/dev/null || true; fi
 }
 
 cmd_status() {
@@ -186,6 +258,9 @@ cmd_status() {
         echo "sshd: running on 127.0.0.1:$SSH_PORT" || echo "sshd: stopped"
     pg_running && echo "postgres: running on 127.0.0.1:$PG_PORT, state backend postgres://pulumi:****@127.0.0.1:$PG_PORT/pulumi?sslmode=disable (URL in $TESTHOST_DIR/postgres_url)" ||
         echo "postgres: stopped"
+    [ -s "$TESTHOST_DIR/registry/pid" ] && kill -0 "$(cat "$TESTHOST_DIR/registry/pid")" 2>/dev/null &&
+        echo "registry: running on $REGISTRY (user $REGISTRY_USER, password in $TESTHOST_DIR/registry_password)" ||
+        echo "registry: stopped"
     [ -f "$TESTHOST_DIR/ssh_host_ed25519_key.pub" ] && echo "host key: $(host_key)"
     docker images canary-demo --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | sort
     bash "$here/fleet.sh" status
@@ -203,8 +278,9 @@ cmd_reset() {
 
 case "${1:-}" in
 start) cmd_start ;;
+push) registry_push "$2" "$3" ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 reset) cmd_reset ;;
-*) echo "usage: $0 start|stop|status|reset" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|status|reset|push IMAGE TAG" >&2; exit 2 ;;
 esac

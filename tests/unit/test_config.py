@@ -161,3 +161,46 @@ def test_allow_host_mounts_lets_the_operator_mount_anything():
     vols = ["/var/run/docker.sock:/var/run/docker.sock", "/:/host:ro"]
     assert settings(volumes=vols, allow_host_mounts="true").volumes == tuple(vols)
     assert "canary:allow_host_mounts" in problems(allow_host_mounts="maybe")
+
+
+# -- the image's registry ------------------------------------------------------------------------
+def test_registry_defaults_to_the_one_named_in_the_image():
+    assert settings(image="registry.digitalocean.com/team/odoo-erp").registry_server == "registry.digitalocean.com"
+    assert settings(image="127.0.0.1:5000/canary-demo").registry_server == "127.0.0.1:5000"
+    assert settings(image="localhost/app").registry_server == "localhost"
+    assert settings(image="odoo-erp").registry_server == "docker.io"
+    s = settings(image="127.0.0.1:5000/canary-demo", registry_insecure="true")
+    assert s.registry_address == "http://127.0.0.1:5000" and s.image_pull is True
+
+
+def test_registry_password_must_be_a_secret_and_is_never_echoed():
+    values = {**BASE, "registry_username": "ci", "registry_password": "pa55word-123"}
+    with pytest.raises(ConfigError) as err:
+        load(values.get, "test")
+    assert "canary:registry_password must be a secret" in str(err.value)
+    assert "pa55word-123" not in str(err.value)
+    s = load(values.get, "test", secret_keys=frozenset({"registry_password"}))
+    assert (s.registry_username, s.registry_password) == ("ci", "pa55word-123")
+    assert "pa55word-123" not in repr(s)
+
+
+def test_registry_password_from_a_file_and_credentials_go_together():
+    values = {**BASE, "registry_username": "ci", "registry_password_file": "/run/secrets/registry"}
+    s = load(values.get, "test", read_file=lambda path: "from-file\n")
+    assert s.registry_password == "from-file"
+    assert "go together" in problems(registry_username="ci")
+    text = problems(registry_username="bad user")
+    assert "canary:registry_username" in text
+
+
+@pytest.mark.parametrize("key,value", [("image_pull", "maybe"), ("registry_insecure", "yes please"),
+                                       ("registry_server", "https://registry.example.com"),
+                                       ("registry_server", "reg;rm -rf /"),
+                                       ("canary_volumes", ["/etc:/x"]), ("canary_volumes", "odoo-data")])
+def test_bad_registry_and_canary_volume_values_name_their_key(key, value):
+    assert f"canary:{key}" in problems(**{key: value})
+
+
+def test_named_volumes_of_both_containers():
+    s = settings(volumes=["odoo-data:/var/lib/odoo", "/srv/x:/x"], canary_volumes=["odoo-canary:/var/lib/odoo"])
+    assert s.named_volumes == ("odoo-data", "odoo-canary")

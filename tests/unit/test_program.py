@@ -1,17 +1,20 @@
 """The program's shape with Pulumi's mocks: which resources, wired how (no engine, no host)."""
 
 import json
+import os
 
 import pulumi
 import pytest
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
+DIGEST = "sha256:" + "ab" * 32
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIItacbEdtqXT2Ea9U7i3NjqphXIndLeHps5lhqc6CTA1"
 
 
 class Mocks(pulumi.runtime.Mocks):
     def __init__(self):
         self.resources = []
+        self.calls = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(args)
@@ -22,6 +25,9 @@ class Mocks(pulumi.runtime.Mocks):
         return [args.name + "-id", outs]
 
     def call(self, args):
+        self.calls.append(args)
+        if args.token == "docker:index/getRegistryImage:getRegistryImage":
+            return {"name": args.args["name"], "sha256Digest": DIGEST}
         return {}
 
 
@@ -30,6 +36,7 @@ def run_program(monkeypatch):
     def run(config):
         mocks = Mocks()
         pulumi.runtime.set_mocks(mocks, project="canary", stack="test", preview=False)
+        pulumi.runtime.config.CONFIG.set({})  # no config left over from another test
         for k, v in config.items():
             pulumi.runtime.set_config(f"canary:{k}", v if isinstance(v, str) else json.dumps(v))
         from canary import program
@@ -75,3 +82,64 @@ def test_bad_config_fails_before_any_resource(run_program):
     with pytest.raises(pulumi.RunError) as err:
         run_program({**BASE, "canary_percentage": "101"})
     assert "canary:canary_percentage" in str(err.value)
+
+
+def _named(mocks, name):
+    return next(r for r in mocks.resources if r.name == name)
+
+
+def test_image_is_pulled_over_ssh_with_the_pinned_key_before_site_and_release(run_program):
+    mocks = run_program({**BASE, "image": "registry.example.com/team/odoo"})
+    docker_host = _named(mocks, "docker")
+    assert docker_host.typ == "pulumi:providers:docker"
+    assert docker_host.inputs["host"] == "ssh://root@127.0.0.1:2222"
+    opts = json.loads(docker_host.inputs["sshOpts"]) if isinstance(docker_host.inputs["sshOpts"], str) \
+        else docker_host.inputs["sshOpts"]
+    assert "StrictHostKeyChecking=yes" in opts and "IdentitiesOnly=yes" in opts
+    known = next(o for o in opts if o.startswith("UserKnownHostsFile=")).split("=", 1)[1]
+    assert open(known).read() == f"[127.0.0.1]:2222 {HOST_KEY}\n"  # the pinned key, nothing else
+    key = opts[opts.index("-i") + 1]
+    assert open(key).read() == KEY and (os.stat(key).st_mode & 0o777) == 0o600
+    assert KEY not in json.dumps(docker_host.inputs, default=str)
+    image = _named(mocks, "image")
+    assert image.typ == "docker:index/remoteImage:RemoteImage"
+    assert image.inputs["name"] == "registry.example.com/team/odoo:v2"
+    assert image.inputs["keepLocally"] is True and image.inputs["pullTriggers"] == [DIGEST]
+    lookup = next(c for c in mocks.calls if c.token.endswith("getRegistryImage"))
+    assert lookup.args["name"] == "registry.example.com/team/odoo:v2"
+    release = _named(mocks, "release")
+    assert release.inputs["spec"]["digest"] == DIGEST
+
+
+def test_registry_password_reaches_only_the_provider_as_a_secret(run_program, monkeypatch):
+    import canary.program as program
+    secret = "pa55-word-xyz"
+    monkeypatch.setattr(program, "is_config_secret", lambda key: key == "canary:registry_password")
+    mocks = run_program({**BASE, "image": "registry.example.com/team/odoo", "registry_username": "ci",
+                         "registry_password": secret})
+    auth = _named(mocks, "docker").inputs["registryAuth"]
+    # A secret, as a whole (the engine's secret signature around its JSON).
+    assert auth["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
+    auth = json.loads(auth["value"])
+    assert auth[0]["address"] == "registry.example.com" and auth[0]["username"] == "ci"
+    for r in mocks.resources:
+        if r.name != "docker":
+            assert secret not in json.dumps(r.inputs, default=str), r.name
+
+
+def test_image_already_on_the_host_is_not_looked_up(run_program):
+    mocks = run_program({**BASE, "image_pull": "false"})
+    assert not [c for c in mocks.calls if c.token.endswith("getRegistryImage")]
+    image = _named(mocks, "image")
+    assert image.inputs["name"] == "canary-demo:v2" and not image.inputs.get("pullTriggers")
+    assert _named(mocks, "release").inputs["spec"]["digest"] == ""
+
+
+def test_named_volumes_are_kept_on_destroy_and_the_canary_may_have_its_own(run_program):
+    mocks = run_program({**BASE, "volumes": ["odoo-data:/var/lib/odoo", "/srv/addons:/mnt/addons:ro"],
+                         "canary_volumes": ["odoo-canary-data:/var/lib/odoo"]})
+    vols = {r.name: r for r in mocks.resources if r.typ == "docker:index/volume:Volume"}
+    assert set(vols) == {"volume-odoo-data", "volume-odoo-canary-data"}  # host paths are no volumes
+    spec = _named(mocks, "release").inputs["spec"]
+    assert spec["canary_volumes"] == ["odoo-canary-data:/var/lib/odoo"]
+

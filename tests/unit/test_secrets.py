@@ -1,6 +1,7 @@
 """Secrets: masking, the keyed revision digest, secret inputs of the release (pure)."""
 
 import json
+from dataclasses import replace
 
 import pulumi
 import pytest
@@ -188,3 +189,43 @@ def test_reports_mask_secrets_and_cover_a_canary_that_never_started(tmp_path):
     texts = [p.read_text() for p in tmp_path.iterdir()]
     assert len(texts) == 2 and path.endswith(".json")
     assert all("hunter2" not in t and "[secret]" in t for t in texts)
+
+
+# -- the image keyed by its registry digest ------------------------------------------------------
+DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def test_same_digest_under_another_tag_is_the_same_revision():
+    key = new_revision_key()
+    a = replace(spec(), digest=DIGEST_A).keyed(key)
+    retagged = replace(spec(), image="odoo-erp:prod-retagged", digest=DIGEST_A).keyed(key)
+    moved = replace(spec(), digest=DIGEST_B).keyed(key)
+    assert a.revision == retagged.revision and a.revision.startswith("odoo-erp@" + DIGEST_A + "#")
+    assert moved.revision != a.revision  # the tag moved to a new digest: a new canary
+    assert a.ref == "odoo-erp@" + DIGEST_A and a.container("canary").image == a.ref
+    assert a.container("production").labels["canary.image"] == "odoo-erp:prod-abc1234"
+
+
+def test_a_registry_port_is_not_taken_for_a_tag():
+    s = replace(spec(), image="127.0.0.1:5000/canary-demo:v1", digest=DIGEST_A)
+    assert s.repository == "127.0.0.1:5000/canary-demo" and s.ref == "127.0.0.1:5000/canary-demo@" + DIGEST_A
+
+
+def test_revisions_recorded_by_tag_map_to_the_digest_form():
+    """A stack deployed before images were keyed by digest: its production revision names
+    the tag; the first update with the digest is no change on the host."""
+    key = new_revision_key()
+    by_tag = spec().keyed(key)  # no digest: the revision names the tag
+    by_digest = replace(by_tag, digest=DIGEST_A)
+    assert by_digest.canonical(by_tag.revision) == by_digest.revision
+    assert by_digest.canonical(spec().revision) == by_digest.revision  # plain hash, before the key
+    other_tag = "odoo-erp:prod-0000000#" + by_tag.revision.split("#")[1]
+    assert by_digest.canonical(other_tag) == other_tag  # another tag's digest is unknown
+
+
+def test_the_canary_may_mount_its_own_volume():
+    s = replace(spec(), volumes=("odoo-data:/var/lib/odoo", "/srv/addons:/mnt/addons:ro"),
+                canary_volumes=("odoo-canary-data:/var/lib/odoo",))
+    assert s.container("production").volumes == ("odoo-data:/var/lib/odoo", "/srv/addons:/mnt/addons:ro")
+    assert s.container("canary").volumes == ("/srv/addons:/mnt/addons:ro", "odoo-canary-data:/var/lib/odoo")
+    assert ReleaseSpec.from_inputs(s.to_inputs()) == s

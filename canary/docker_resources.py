@@ -1,0 +1,109 @@
+"""The image and the data volumes on the host, as pulumi-docker resources.
+
+- `docker.Provider` talks to the host's Docker engine over `ssh://` with the deploy key
+  and the pinned host key (a known_hosts file with that one key and
+  StrictHostKeyChecking=yes: never trust on first use).
+- The image's digest is looked up in its registry (`get_registry_image`) while the
+  program runs, so `pulumi preview` knows it: the release is keyed by that digest.
+- `docker.RemoteImage` pulls `image:image_tag` onto the host before the site or the
+  release change anything; `pull_triggers` holds the digest, so a tag that moved is
+  pulled again. It keeps the image on delete: the previous production may still run it.
+- Named volumes are `docker.Volume`s that `pulumi destroy` leaves in place
+  (`retain_on_delete`): data outlives the stack.
+
+The ssh client reads the key and the known_hosts line from files. A key given as a
+secret is written, mode 600, to a private directory of this user's (never to the repo,
+never on a command line); both files keep the same path from run to run, so the
+provider's configuration does not change between runs on one machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+
+from .config import Settings
+
+
+def _private_dir(s: Settings) -> Path:
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"canary-ssh-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    st = base.lstat()
+    # Shared /tmp: refuse a directory someone else made (or a symlink) in our name.
+    if not base.is_dir() or base.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise pulumi.RunError(f"{base} must be a directory of this user's with mode 700")
+    target = hashlib.sha256(f"{s.stack}|{s.ssh_user}@{s.host}:{s.ssh_port}".encode()).hexdigest()[:16]
+    d = base / target
+    d.mkdir(mode=0o700, exist_ok=True)
+    return d
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Writes `text` to `path` with mode 600 from the first byte (a rename makes it whole)."""
+    tmp = path.with_name(path.name + f".{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def ssh_files(s: Settings) -> tuple[str, str]:
+    """(private key path, known_hosts path) for the system ssh client."""
+    d = _private_dir(s)
+    known = d / "known_hosts"
+    pattern = s.host if s.ssh_port == 22 else f"[{s.host}]:{s.ssh_port}"
+    _write_private(known, f"{pattern} {s.host_key}\n")
+    if s.private_key_file:
+        return s.private_key_file, str(known)
+    key = d / "id"
+    _write_private(key, s.private_key)
+    return str(key), str(known)
+
+
+def provider(s: Settings) -> docker.Provider:
+    key, known_hosts = ssh_files(s)
+    auth = None
+    if s.registry_username:
+        auth = [docker.ProviderRegistryAuthArgs(
+            address=s.registry_address, username=s.registry_username,
+            password=pulumi.Output.secret(s.registry_password))]
+    return docker.Provider(
+        "docker", host=f"ssh://{s.ssh_user}@{s.host}:{s.ssh_port}",
+        ssh_opts=["-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes",
+                  "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+                  "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"],
+        registry_auth=auth)
+
+
+def image(s: Settings, p: docker.Provider) -> tuple[docker.RemoteImage, pulumi.Output[str]]:
+    """The image on the host and its registry digest ("" for an image already there)."""
+    opts = pulumi.ResourceOptions(provider=p)
+    if not s.image_pull:
+        return docker.RemoteImage("image", name=s.full_image, keep_locally=True, opts=opts), pulumi.Output.from_input("")
+    try:
+        digest = docker.get_registry_image(name=s.full_image, opts=pulumi.InvokeOptions(provider=p)).sha256_digest
+    except Exception as err:  # the provider's message, without a traceback
+        raise pulumi.RunError(
+            f"cannot read {s.full_image} from the registry {s.registry_server}: {str(err).strip()[-400:]}. "
+            "Check canary:image and canary:image_tag, and canary:registry_username with "
+            "canary:registry_password (or registry_password_file); nothing was changed on the host") from None
+    pulled = docker.RemoteImage("image", name=s.full_image, keep_locally=True, pull_triggers=[digest], opts=opts)
+    return pulled, pulumi.Output.from_input(digest)
+
+
+def volumes(s: Settings, p: docker.Provider) -> list[docker.Volume]:
+    return [docker.Volume(f"volume-{name}", name=name,
+                          opts=pulumi.ResourceOptions(provider=p, retain_on_delete=True))
+            for name in s.named_volumes]
+
+
+def digest_of(revision: Optional[str]) -> str:
+    """The sha256 digest a recorded revision runs ("" when it runs a tag)."""
+    ident = (revision or "").split("#", 1)[0]
+    return ident.split("@", 1)[1] if "@" in ident else ""
