@@ -215,9 +215,20 @@ registry_docker() {
 }
 
 # `registry_push SOURCE TAG`: the local image SOURCE as $REGISTRY/canary-demo:TAG.
+# The host keeps no copy under the registry's name: a deploy must really pull it.
 registry_push() {
     docker tag "$1" "$REGISTRY/canary-demo:$2"
     registry_docker push -q "$REGISTRY/canary-demo:$2" >/dev/null
+    forget_pulled
+}
+
+# Removes the host's references to images of the test registry (tags and digests; the
+# layers stay with the local demo images), so the next deploy pulls again.
+forget_pulled() {
+    local refs
+    mapfile -t refs < <(docker image ls --digests --format '{{.Repository}}:{{.Tag}} {{.Repository}}@{{.Digest}}' \
+        "$REGISTRY/canary-demo" 2>/dev/null | tr ' ' '\n' | grep -v -e ':<none>$' -e '@<none>$' | sort -u)
+    if [ ${#refs[@]} -gt 0 ]; then docker rmi "${refs[@]}" >/dev/null 2>&1 || true; fi
 }
 
 push_images() {
@@ -273,6 +284,7 @@ cmd_reset() {
     if [ ${#ids[@]} -gt 0 ]; then docker rm -f "${ids[@]}" >/dev/null; fi
     rm -f /etc/nginx/sites-enabled/odoo* /etc/nginx/conf.d/odoo-canary.conf*
     rm -rf /var/lib/canary
+    forget_pulled
     nginx -t -q && nginx -s reload
 }
 

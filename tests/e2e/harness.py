@@ -30,6 +30,15 @@ BASE_CONFIG = {
     "image": "canary-demo", "image_tag": "v1", "listen_port": "8088",
     "monitoring_duration": "6s", "check_interval": "2s", "probes_per_check": "4",
     "startup_timeout": "30s", "drain_timeout": "1s", "min_requests": "20",
+    # The demo images as the test host built them (tests of the registry pull set their own).
+    "image_pull": "false",
+}
+
+# The test host's private registry (testhost.sh start pushes the demo images there).
+REGISTRY = "127.0.0.1:5000"
+REGISTRY_CONFIG = {
+    "image": f"{REGISTRY}/canary-demo", "image_pull": "true", "registry_insecure": "true",
+    "registry_username": "canary", "registry_password_file": str(TESTHOST_DIR / "registry_password"),
 }
 
 
@@ -52,8 +61,11 @@ def containers() -> dict[str, str]:
     names = [n for n in sh("docker ps -a --format '{{.Names}}'").split() if n.startswith("odoo")]
     if not names:
         return {}
-    out = sh("docker inspect -f '{{.Name}} {{.Config.Image}}' " + " ".join(names), check=False)
-    return {line.split()[0].lstrip("/"): line.split()[1] for line in out.splitlines() if line.split()}
+    # A registry image runs by digest; its tag is the canary.image label.
+    out = sh("docker inspect -f '{{.Name}} {{.Config.Image}} {{index .Config.Labels \"canary.image\"}}' "
+             + " ".join(names), check=False)
+    rows = [line.split() for line in out.splitlines() if line.split()]
+    return {r[0].lstrip("/"): (r[2] if len(r) > 2 and r[2] != "<no" else r[1]) for r in rows}
 
 
 def container_id(name: str) -> Optional[str]:
