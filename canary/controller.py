@@ -515,8 +515,10 @@ class Controller:
             self.log(f"cleanup failed too: {err}")
 
     def _set_production(self, revision: Optional[str], image: Optional[str] = None) -> None:
-        if image is None:
-            image = self.spec.image if revision == self.spec.revision else _image_of(revision)
+        if revision == self.spec.revision:
+            image = self.spec.image  # the same digest and spec under the configured tag
+        elif image is None:
+            image = _image_of(revision)
         self._set(production_revision=revision, production_image=image,
                   production_running=revision is not None)
 
