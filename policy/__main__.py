@@ -6,10 +6,13 @@ Rules read the inputs of the program's resources: the release's `environment` (t
 name) tells production from the rest.
 """
 
+import json
+
 from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationArgs, ResourceValidationPolicy
 
 RELEASE = "pulumi-python:dynamic/canary:Release"
 COMMAND = "command:remote:Command"
+DOCKER_PROVIDER = "pulumi:providers:docker"
 PRODUCTION = ("production", "prod")
 MIN_PRODUCTION_MONITORING_SECONDS = 10 * 60
 MAX_UNATTENDED_PERCENTAGE = 50
@@ -58,6 +61,15 @@ def production_monitors_long_enough(args: ResourceValidationArgs, report_violati
 
 
 def host_keys_are_pinned(args: ResourceValidationArgs, report_violation):
+    if args.resource_type == DOCKER_PROVIDER and str(args.props.get("host") or "").startswith("ssh://"):
+        opts = args.props.get("sshOpts") or []
+        if isinstance(opts, str):  # provider inputs arrive JSON-encoded
+            opts = json.loads(opts)
+        if "StrictHostKeyChecking=yes" not in opts or not any(
+                str(o).startswith("UserKnownHostsFile=") for o in opts):
+            report_violation("the docker provider over ssh:// must pin the host key (sshOpts with "
+                             "UserKnownHostsFile=... and StrictHostKeyChecking=yes)")
+        return
     if args.resource_type != COMMAND:
         return
     connection = args.props.get("connection") or {}
@@ -84,7 +96,7 @@ PolicyPack(
             validate=production_monitors_long_enough),
         ResourceValidationPolicy(
             name="host-keys-are-pinned",
-            description="Remote commands pin the SSH host key.",
+            description="Remote commands and the docker provider pin the SSH host key.",
             validate=host_keys_are_pinned),
     ],
 )

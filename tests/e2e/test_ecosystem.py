@@ -86,4 +86,5 @@ def test_policy_pack_refuses_a_risky_production_config(tmp_path):
 def test_policy_pack_accepts_a_compliant_production_config(tmp_path):
     result, _ = policy_preview(tmp_path, canary_percentage="75", auto_promote="false",
                                monitoring_duration="15")
-    assert result.change_summary.get("create") == 4
+    # stack, docker provider, image, site, release, verdict
+    assert result.change_summary.get("create") == 6

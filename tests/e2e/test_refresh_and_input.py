@@ -9,8 +9,8 @@ import time
 import pytest
 from pulumi import automation as auto
 
-from .harness import (ROOT, container_id, containers, program_processes, served_versions, sh, split_exists,
-                      ssh_commands)
+from .harness import (ROOT, container_id, containers, program_processes, served_versions,
+                      session_processes, sh, split_exists, ssh_commands)
 
 
 def test_refresh_then_up_after_the_guides_manual_rollback(deployment):
@@ -69,6 +69,17 @@ def test_killed_mid_analysis_resumes_with_the_same_canary(deployment):
     time.sleep(3)
     leftover = program_processes(d.project)
     assert leftover == [], "no provider or program goes on after the CLI is gone"
+    # Nothing acts on the host any more: no new SSH session in the next seconds.
+    sessions, lingering = ssh_commands(), session_processes(cli.pid)
+    time.sleep(10)
+    assert ssh_commands() == sessions, "a process opened an SSH session after the CLI died"
+    print("still alive 13 s after kill -9 of the CLI:", lingering or "nothing")
+    # Only Pulumi's own Go plugins may linger, idle: they check the engine every 5 minutes
+    # (rpcutil.Healthcheck) and exit then; the docker provider's idle `ssh` carries its
+    # dial-stdio connection until it does.
+    official = ("pulumi-language-python", "pulumi-resource-command", "pulumi-resource-docker", "ssh")
+    assert all(p.split()[1].rsplit("/", 1)[-1] in official for p in lingering), lingering
+    sh(f"pkill -KILL -s {cli.pid} || true")
     # Production never stopped serving.
     assert set(served_versions(30)) <= {"canary-demo v1", "canary-demo v2"}
     d.cli("cancel", "--yes", check=False)
