@@ -224,7 +224,7 @@ def test_policy_refuses_promotion_without_analysis_on_production(tmp_path):
     # The same on a stack that is not production passes the pack.
     other = Deployment(tmp_path / "staging", name="staging", config={"canary_percentage": "100"})
     result = other.stack.preview(policy_packs=[str(ROOT / "policy")], on_output=print)
-    ok = flagged and result.change_summary.get("create") == 4 and ssh_commands() == before
+    ok = flagged and result.change_summary.get("create") == 6 and ssh_commands() == before
     record("policy: canary_percentage 100 on production refused", ok, 0)
     assert containers() == {}
 

@@ -197,7 +197,8 @@ KEYS = ["image", "image_tag", "canary_percentage", "monitoring_duration", "check
         "nginx_conf_dir", "nginx_log_dir", "nginx_site", "routing", "startup_timeout",
         "drain_timeout", "max_response_time", "max_error_logs_per_minute", "latency_factor",
         "min_requests", "probes_per_check", "probe_url", "notify_webhook", "force_token", "force_allow",
-        "allow_host_mounts"]
+        "allow_host_mounts", "image_pull", "registry_server", "registry_username", "registry_password",
+        "registry_password_file", "registry_insecure", "canary_volumes"]
 WRONG = {"empty": "", "long": "9" * 1000, "type": "[1, 2]", "negative": "-5"}
 
 
