@@ -199,6 +199,7 @@ class Settings:
     registry_password: str = field(repr=False, default="")
     registry_insecure: bool = False
     canary_volumes: tuple[str, ...] = ()
+    promote: Optional[str] = None  # the tag whose held canary a person promotes (one-off)
     private_key_file: Optional[str] = None  # the deploy key's path, when it came from a file
 
     @property
@@ -570,6 +571,9 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
                         d["error_threshold"], lambda v: 0 <= v <= 100)
     auto = r.value("auto_promote", parse_bool, "true or false", d["auto_promote"])
     retry = r.value("retry", parse_bool, "true or false", d["retry"])
+    promote = r.value("promote", _matches(TAG_RE), "the image_tag of the held canary to promote now, "
+                      "e.g. `pulumi config set promote prod-abc1234` (one-off: it does nothing for "
+                      "any other tag)", None)
     adopt = r.value("adopt", parse_bool, "true or false (true: take over a container named "
                     "container_name that this program did not start)", d["adopt"])
 
@@ -663,5 +667,5 @@ def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = fr
         metric_max=metric_max, metric_command_is_secret="metric_command" in secret_keys,
         probe_url=probe_url, nginx_site=site,
         private_key=private_key, force_allow=force_allow, force_token=force_token,
-        canary_volumes=canary_volumes, **registry,
+        canary_volumes=canary_volumes, promote=promote, **registry,
         private_key_file=os.path.expanduser(str(key_file)) if key_file else None)

@@ -187,7 +187,8 @@ class Controller:
             o = self.observed(h, check_health=True)
             r = recorded_from(recorded)
             d = P.Desired(revision=self.spec.revision, steps=self.spec.steps,
-                          auto_promote=self.spec.auto_promote, retry=self.spec.retry)
+                          auto_promote=self.spec.auto_promote, retry=self.spec.retry,
+                          promote=self.spec.promote)
             action = P.plan(d, r, o)
             self.log(f"{self.spec.app}: {action.kind}" + (f" ({action.reason})" if action.reason else ""))
             self._journal(action.kind)

@@ -18,7 +18,8 @@ promoted, as Flagger does for any change of a pod spec.
             (instant rollback), canary_percentage 100, or a stopped production
   abort     canary_percentage 0: remove the canary, keep production (does not block)
   route     a held canary that passed at a higher weight: only rewrite the split
-  promote   a held canary that passed its analysis: promote it, no new analysis
+  promote   a held canary that passed its analysis (with auto_promote), or any held
+            canary named by the one-off `promote` key: promote it, no new analysis
   analyse   start (or keep) a canary of the revision and analyse it at `steps`
 """
 
@@ -43,6 +44,7 @@ class Desired:
     steps: tuple[int, ...]
     auto_promote: bool
     retry: bool
+    promote: bool = False  # a person promotes this revision's held canary (like Argo's promote)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
 
     canary_up = o.canary_revision == d.revision and o.canary_running
     if canary_up and r.canary_revision == d.revision and r.phase in HELD_PHASES:
+        if d.promote:
+            return Action(PROMOTE, reason=f"promoted by hand at {o.split_weight or r.canary_weight}% "
+                                          "(canary:promote names this canary)")
         target = d.steps[-1]
         if r.phase == HOLDING and r.passed_weight >= target:
             if d.auto_promote:

@@ -148,7 +148,7 @@ def _observed_from_record(olds: dict) -> P.Observed:
 def _planned(spec: ReleaseSpec, olds: dict) -> P.Action:
     """plan.py's answer with the recorded outputs standing in for the host."""
     d = P.Desired(revision=spec.revision, steps=spec.steps, auto_promote=spec.auto_promote,
-                  retry=spec.retry)
+                  retry=spec.retry, promote=spec.promote)
     return P.plan(d, recorded_from(olds), _observed_from_record(olds))
 
 

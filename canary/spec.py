@@ -90,6 +90,7 @@ class ReleaseSpec:
     secret_inputs: tuple[str, ...] = ()  # which of SECRET_INPUTS were set with --secret
     digest: str = ""  # the registry's sha256 digest of `image`; "" for an image already on the host
     canary_volumes: tuple[str, ...] = ()  # the canary's own mounts, replacing those of the same path
+    promote: bool = False  # canary:promote names this release's tag: promote its held canary
     # The stack's key for revision digests: never an input, never in plain state.
     revision_key: str = field(default="", repr=False, compare=False)
 
@@ -102,7 +103,7 @@ class ReleaseSpec:
             restart_policy=s.restart_policy, volumes=s.volumes, env=dict(s.env),
             canary_env=dict(s.canary_env), health_path=s.health_path, probe_url=s.probe_url,
             startup_timeout=s.startup_timeout, drain_timeout=s.drain_timeout, access_log=s.access_log,
-            adopt=s.adopt, canary_volumes=s.canary_volumes,
+            adopt=s.adopt, canary_volumes=s.canary_volumes, promote=s.promote == s.image_tag,
             split=SplitSpec.from_settings(s),
             secret_inputs=tuple(k for k, secret in (("env", s.env_is_secret), ("canary_env", s.env_is_secret),
                                                     ("metric_command", s.metric_command_is_secret)) if secret),

@@ -152,12 +152,16 @@ def test_hold_then_more_traffic_then_manual_promotion(deployment):
     assert out["analysis"]["weight"] == 25, "re-analysed at the new weight"
     assert container_id("odoo-canary") == canary, "routing only: the canary was not restarted"
 
-    d.set(auto_promote="true")
+    # The one-off promotion (like Argo's `promote`): auto_promote stays false.
+    d.set(promote="v2")
+    assert "promote" in d.preview(diff=True).stdout
     with Load() as load:
         d.up()
     out = d.outputs()
-    assert out["phase"] == "promoted" and out["production_image"] == "canary-demo:v2"
+    assert out["phase"] == "promoted" and out["production_image"] == "canary-demo:v2", out["message"]
+    assert "by hand" in out["message"]
     assert out["analysis"]["weight"] == 25, "promoted without a second analysis"
+    assert d.stack.get_config("canary:auto_promote").value == "false"
     assert containers() == {"odoo": "canary-demo:v2"}
     assert load.failures == 0, load.statuses
 

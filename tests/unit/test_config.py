@@ -204,3 +204,12 @@ def test_bad_registry_and_canary_volume_values_name_their_key(key, value):
 def test_named_volumes_of_both_containers():
     s = settings(volumes=["odoo-data:/var/lib/odoo", "/srv/x:/x"], canary_volumes=["odoo-canary:/var/lib/odoo"])
     assert s.named_volumes == ("odoo-data", "odoo-canary")
+
+
+def test_promote_names_the_tag_of_the_held_canary():
+    from canary.spec import ReleaseSpec
+    assert ReleaseSpec.from_settings(settings(promote="prod-abc1234")).promote is True
+    # A promote left over from an earlier release does nothing for the next tag.
+    assert ReleaseSpec.from_settings(settings(promote="prod-0000000")).promote is False
+    assert ReleaseSpec.from_settings(settings()).promote is False
+    assert "canary:promote" in problems(promote="v2;reboot")

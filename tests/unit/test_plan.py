@@ -5,8 +5,8 @@ from canary import plan as P
 V1, V2, BAD = "app:v1#a", "app:v2#a", "app:bad#a"
 
 
-def desired(rev=V2, steps=(10,), auto=True, retry=False):
-    return P.Desired(revision=rev, steps=steps, auto_promote=auto, retry=retry)
+def desired(rev=V2, steps=(10,), auto=True, retry=False, promote=False):
+    return P.Desired(revision=rev, steps=steps, auto_promote=auto, retry=retry, promote=promote)
 
 
 def host(prod=V1, running=True, canary=None, canary_running=True, split=None):
@@ -63,6 +63,18 @@ def test_held_canary_stays_held():
 
 def test_held_canary_is_promoted_without_new_analysis():
     assert P.plan(desired(auto=True), held(), host(canary=V2, split=10)).kind == P.PROMOTE
+
+
+def test_a_person_promotes_a_held_canary_once_at_any_weight():
+    """canary:promote names the held canary's tag: promoted as it is, even at a weight it
+    has not been analysed at or after an inconclusive analysis; auto_promote stays false."""
+    for r, split in ((held(75, 75), 75), (held(25, 10), 25), (held(phase=P.INCONCLUSIVE, passed=0), 10)):
+        a = P.plan(desired(steps=(75,), auto=False, promote=True), r, host(canary=V2, split=split))
+        assert a.kind == P.PROMOTE and "by hand" in a.reason, (r, a)
+    # Nothing held: the key does nothing (a new revision is analysed as always)...
+    assert P.plan(desired(promote=True), P.Recorded(), host()).kind == P.ANALYSE
+    # ...and once promoted, production runs it: nothing to do.
+    assert P.plan(desired(promote=True), P.Recorded(phase=P.PROMOTED), host(prod=V2)).kind == P.NOOP
 
 
 def test_more_traffic_reanalyses_the_same_canary():
