@@ -137,8 +137,12 @@ def test_pr_preview_never_hands_secrets_to_a_fork():
     job = doc["jobs"]["preview"]
     assert job["if"].replace(" ", "") == "github.event.pull_request.head.repo.full_name==github.repository"
     assert "secrets." not in json.dumps(job.get("env", {}))
-    with_secrets = [s for s in job["steps"] if "secrets." in json.dumps(s)]
-    assert [s.get("uses") for s in with_secrets] == ["pulumi/actions@v6"]
+    # Secrets reach only the deploy key and the preview itself, after the dependencies are
+    # installed (a PR's requirements never run with them).
+    names = [s.get("name") or s.get("uses") for s in job["steps"]]
+    with_secrets = [n for s, n in zip(job["steps"], names) if "secrets." in json.dumps(s)]
+    assert with_secrets == ["Deploy key", "Preview production"]
+    assert names.index("Install the program's dependencies") < names.index("Deploy key")
 
 
 def test_policy_refuses_promotion_without_analysis_on_production():
