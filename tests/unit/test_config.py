@@ -213,3 +213,14 @@ def test_promote_names_the_tag_of_the_held_canary():
     assert ReleaseSpec.from_settings(settings(promote="prod-0000000")).promote is False
     assert ReleaseSpec.from_settings(settings()).promote is False
     assert "canary:promote" in problems(promote="v2;reboot")
+
+
+def test_pulumi_yaml_declares_the_keys_with_the_programs_defaults():
+    from canary.config import DEFAULTS
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert set(declared) == set(DEFAULTS) | {"image", "image_tag", "host"}
+    assert all(v["type"] == "string" and v.get("description") for v in declared.values())
+    defaults = {k: v["default"] for k, v in declared.items() if "default" in v}
+    assert set(defaults) == set(DEFAULTS)  # the required keys have none: Pulumi asks for them
+    # What Pulumi hands the program from Pulumi.yaml means what the program's defaults mean.
+    assert load(lambda k: BASE.get(k, defaults.get(k)), "test") == load(BASE.get, "test")
