@@ -11,17 +11,18 @@
 - Named volumes are `docker.Volume`s that `pulumi destroy` leaves in place
   (`retain_on_delete`): data outlives the stack.
 
-The ssh client reads the key and the known_hosts line from files. A key given as a
-secret is written, mode 600, to a private directory of this user's (never to the repo,
-never on a command line); both files keep the same path from run to run, so the
-provider's configuration does not change between runs on one machine.
+The ssh client reads the key and the known_hosts line from files, which the program
+writes into `.canary/ssh/<target>/` (mode 700, git-ignored) of the program's directory:
+the known_hosts line, and the deploy key (mode 600) when it is a secret, or a link to
+`ssh_private_key_file`. The provider's configuration names them by paths relative to
+that directory (the docker provider runs there too), so a laptop and a CI runner give it
+the same configuration: no diff between machines. Never a key on a command line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -31,16 +32,18 @@ import pulumi_docker as docker
 from .config import Settings
 
 
+SSH_DIR = Path(".canary") / "ssh"
+
+
 def _private_dir(s: Settings) -> Path:
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"canary-ssh-{os.getuid()}"
-    base.mkdir(mode=0o700, exist_ok=True)
-    st = base.lstat()
-    # Shared /tmp: refuse a directory someone else made (or a symlink) in our name.
-    if not base.is_dir() or base.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise pulumi.RunError(f"{base} must be a directory of this user's with mode 700")
+    """The target's directory, relative to the program's (and the providers') directory."""
     target = hashlib.sha256(f"{s.stack}|{s.ssh_user}@{s.host}:{s.ssh_port}".encode()).hexdigest()[:16]
-    d = base / target
-    d.mkdir(mode=0o700, exist_ok=True)
+    d = SSH_DIR / target
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for p in (SSH_DIR.parent, SSH_DIR, d):  # private, even if it existed before
+        if p.is_symlink() or p.lstat().st_uid != os.getuid():
+            raise pulumi.RunError(f"{os.path.abspath(p)} must be a directory of this user's")
+        os.chmod(p, 0o700)
     return d
 
 
@@ -59,10 +62,14 @@ def ssh_files(s: Settings) -> tuple[str, str]:
     known = d / "known_hosts"
     pattern = s.host if s.ssh_port == 22 else f"[{s.host}]:{s.ssh_port}"
     _write_private(known, f"{pattern} {s.host_key}\n")
-    if s.private_key_file:
-        return s.private_key_file, str(known)
     key = d / "id"
-    _write_private(key, s.private_key)
+    if s.private_key_file:  # a link: the key stays where the user keeps it
+        link = key.with_name(f"id.{os.getpid()}")
+        link.unlink(missing_ok=True)  # left by a run killed here
+        os.symlink(os.path.abspath(s.private_key_file), link)
+        os.replace(link, key)
+    else:
+        _write_private(key, s.private_key)
     return str(key), str(known)
 
 

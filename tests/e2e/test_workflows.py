@@ -1,7 +1,8 @@
-"""Git is the source of truth for a release: the deploy workflow's own script steps, run
-here against the local test host (no GitHub, no act). The proposing step changes the stack
-file in a clone; once that change is merged, a deployment from a fresh clone runs it, and
-a preview from yet another clone of git is clean."""
+"""Git is the source of truth for a release: the workflows' own script steps, run here
+against the local test host (no GitHub, no act). The proposing step changes the stack file
+in a clone; once that change is merged, a deployment from a fresh clone runs it, and the
+PR preview job (deploy key from its secret, nothing else) from yet another clone is clean.
+Each "runner" has a home of its own: the deploy key exists only where a step wrote it."""
 
 import os
 import subprocess
@@ -9,13 +10,15 @@ from pathlib import Path
 
 import yaml
 
-from .harness import BASE_CONFIG, PASSPHRASE, ROOT, containers, reset_host, served_versions
+from .harness import (BASE_CONFIG, PASSPHRASE, ROOT, TESTHOST_DIR, containers, reset_host,
+                      served_versions)
 
 WORKFLOW = ROOT / ".github/workflows/deploy-canary.yml"
+PREVIEW = ROOT / ".github/workflows/preview.yml"
 
 
-def step(job: str, name: str) -> dict:
-    doc = yaml.safe_load(WORKFLOW.read_text())
+def step(job: str, name: str, workflow: Path = WORKFLOW) -> dict:
+    doc = yaml.safe_load(workflow.read_text())
     return next(s for s in doc["jobs"][job]["steps"] if s.get("name") == name)
 
 
@@ -39,10 +42,19 @@ class Repo:
         return r.stdout
 
     def clone(self) -> Path:
+        """A fresh clone, as on a new runner: a new, empty home too."""
         self.n += 1
         path = self.tmp / f"clone{self.n}"
+        home = self.tmp / f"home{self.n}"
+        home.mkdir()
+        self.env["HOME"] = str(home)
         self.run(self.tmp, "git", "clone", "-q", str(self.origin), str(path))
         return path
+
+    def run_step(self, cwd: Path, s: dict, **env: str) -> None:
+        """A workflow step's `run:` script with its `env:` (secrets and inputs) given."""
+        assert set(s.get("env", {})) <= set(env), (s.get("env"), env)
+        self.run(cwd, "bash", "-c", s["run"], env=env)
 
     def push(self, clone: Path, message: str) -> None:
         self.run(clone, "git", "add", "-A")
@@ -58,10 +70,16 @@ def test_a_release_proposed_merged_and_deployed_leaves_git_and_the_stack_in_agre
         "name: canary\nruntime:\n  name: python\n  options:\n"
         f"    virtualenv: {ROOT / '.venv'}\nmain: {ROOT}\n")
     repo.run(first, "pulumi", "stack", "init", "production", "--non-interactive")
-    for key, value in BASE_CONFIG.items():
+    # The key file the stack names exists on no runner until a step writes it from a secret.
+    config = {**BASE_CONFIG, "ssh_private_key_file": "~/.ssh/odoo-deploy"}
+    for key, value in config.items():
         repo.run(first, "pulumi", "config", "set", "--stack", "production", key, value)
     repo.push(first, "production stack: v1")
-    repo.run(repo.clone(), "pulumi", "up", "--yes", "--stack", "production", "--non-interactive")
+    credentials = step("deploy", "Credentials outside the stack file")
+    secrets = {"SSH_PRIVATE_KEY": (TESTHOST_DIR / "id_ed25519").read_text().strip(), "NOTIFY_WEBHOOK": ""}
+    runner = repo.clone()
+    repo.run_step(runner, credentials, **secrets)
+    repo.run(runner, "pulumi", "up", "--yes", "--stack", "production", "--non-interactive")
     assert containers() == {"odoo": "canary-demo:v1"}
 
     # `gh workflow run deploy-canary.yml -f image_tag=v2`: the proposing job's own script.
@@ -70,7 +88,7 @@ def test_a_release_proposed_merged_and_deployed_leaves_git_and_the_stack_in_agre
               "ERROR_THRESHOLD": "5", "AUTO_PROMOTE": "true"}
     set_release = step("propose", "Set the release in the stack file")
     assert set(set_release["env"]) == set(inputs)
-    repo.run(proposer, "bash", "-c", set_release["run"], env=inputs)
+    repo.run_step(proposer, set_release, **inputs)
     diff = repo.run(proposer, "git", "diff")
     assert "image_tag: v2" in diff and "Pulumi.production.yaml" in diff, diff
     repo.push(proposer, "Release v2 to production")  # the pull request, merged
@@ -79,12 +97,15 @@ def test_a_release_proposed_merged_and_deployed_leaves_git_and_the_stack_in_agre
     deploy_steps = [s.get("run", "") for s in yaml.safe_load(WORKFLOW.read_text())["jobs"]["deploy"]["steps"]]
     assert not any("config set" in r and "notify_webhook" not in r for r in deploy_steps)
     runner = repo.clone()
+    repo.run_step(runner, credentials, **secrets)
     repo.run(runner, "pulumi", "up", "--yes", "--refresh", "--stack", "production", "--non-interactive")
     assert containers() == {"odoo": "canary-demo:v2"}
     assert served_versions(20) == {"canary-demo v2": 20}
 
-    # A colleague's fresh clone of main: the same config, nothing to change.
+    # The PR preview job on a fresh runner (its deploy key step, then the preview), and a
+    # colleague's fresh clone of main: the same config, nothing to change.
     laptop = repo.clone()
+    repo.run_step(laptop, step("preview", "Deploy key", PREVIEW), SSH_PRIVATE_KEY=secrets["SSH_PRIVATE_KEY"])
     assert repo.run(laptop, "pulumi", "config", "get", "--stack", "production", "image_tag").strip() == "v2"
     repo.run(laptop, "pulumi", "preview", "--expect-no-changes", "--stack", "production", "--non-interactive")
     out = repo.run(laptop, "pulumi", "stack", "output", "--stack", "production", "production_image")
