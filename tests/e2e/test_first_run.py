@@ -44,6 +44,7 @@ def test_the_readme_first_run_deploys_to_the_test_host(tmp_path):
     env = {**os.environ, "PULUMI_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "1",
            "PYTHONPATH": str(ROOT), "CANARY_REPORT_DIR": str(tmp_path / "reports"),
            "PULUMI_BACKEND_URL": "",  # the block logs in itself
+           "PULUMI_SKIP_CONFIRMATIONS": "true",  # the person answers `pulumi up`'s prompt
            "STATE": f"file://{tmp_path / 'state'}", "PASSPHRASE": PASSPHRASE,
            "DEPLOY_KEY": str(TESTHOST_DIR / "id_ed25519"), "IMAGE": f"{REGISTRY}/canary-demo",
            "REGISTRY_USER": "canary", "REGISTRY_PASSWORD_FILE": str(TESTHOST_DIR / "registry_password"),
@@ -53,7 +54,7 @@ def test_the_readme_first_run_deploys_to_the_test_host(tmp_path):
     r = subprocess.run(["bash", "-c", first_run_block() + "\n" + "pulumi stack output --json\n"],
                        cwd=project, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert containers() == {"odoo": "canary-demo:v1"}
+    assert containers() == {"odoo": f"{REGISTRY}/canary-demo:v1"}
     assert served_versions(10) == {"canary-demo v1": 10}
     stack_file = (project / "Pulumi.first-run.yaml").read_text()
     assert "ssh-ed25519 " in stack_file and "secure:" in stack_file  # pinned key, encrypted secrets
