@@ -98,7 +98,7 @@ def program_processes(project: Path) -> list[str]:
 def session_processes(sid: int) -> list[str]:
     """`PID COMMAND` of each process still alive in a session (a CLI started with
     start_new_session=True, and everything it started)."""
-    out = sh(f"ps -o pid=,args= --sid {sid} || true")
+    out = sh(f"ps -ww -o pid=,args= --sid {sid} || true")
     return [" ".join(line.split()[:2]) for line in out.splitlines() if line.strip()]
 
 
