@@ -13,7 +13,8 @@ Rules, in order (thresholds from the stack config; the guide's defaults):
   3. real traffic (nginx access log): the canary's 5xx rate, judged like the probes
      once `min_requests` were seen;
   4. latency: probe p95 or the canary's real-traffic p95 above `max_response_time`,
-     or the canary's p95 (probes, real traffic) worse than `latency_factor` x stable's;
+     or the canary's latency worse than `latency_factor` x stable's (probes: medians;
+     real traffic: p95);
   5. ERROR lines in the canary's container log above `max_error_logs_per_minute`;
   6. the host metric command printed a number above `metric_max`, or no finite number at
      all (it failed, timed out, printed text, NaN or infinity): fail closed.
@@ -119,11 +120,14 @@ def judge(e: Evidence, th: Thresholds, final: bool) -> Verdict:
         p95 = percentile(e.probe_latencies, 95)
         if p95 > th.max_response_time:
             return Verdict(FAIL, f"health check p95 response time {p95:.2f}s above {th.max_response_time:g}s")
+        # Against stable, medians: stable is probed once a check, the canary
+        # probes_per_check times, so a p95 of the canary's many probes is its one slowest
+        # (an SSH channel opening, say) while stable's few rarely catch one.
         if len(e.stable_probe_latencies) >= MIN_PROBES_TO_JUDGE:
-            s95 = percentile(e.stable_probe_latencies, 95)
-            if p95 > LATENCY_FLOOR and p95 > th.latency_factor * max(s95, 0.001):
-                return Verdict(FAIL, f"health check p95 latency {p95 * 1000:.0f}ms is more than "
-                                     f"{th.latency_factor:g}x stable's {s95 * 1000:.0f}ms")
+            p50, s50 = percentile(e.probe_latencies, 50), percentile(e.stable_probe_latencies, 50)
+            if p50 > LATENCY_FLOOR and p50 > th.latency_factor * max(s50, 0.001):
+                return Verdict(FAIL, f"health check median latency {p50 * 1000:.0f}ms is more than "
+                                     f"{th.latency_factor:g}x stable's {s50 * 1000:.0f}ms")
     if judged_traffic:
         c95 = e.canary.p(95)
         if c95 > th.max_response_time:
