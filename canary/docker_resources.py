@@ -88,20 +88,25 @@ def provider(s: Settings) -> docker.Provider:
         registry_auth=auth)
 
 
-def image(s: Settings, p: docker.Provider) -> tuple[docker.RemoteImage, pulumi.Output[str]]:
-    """The image on the host and its registry digest ("" for an image already there)."""
-    opts = pulumi.ResourceOptions(provider=p)
+def registry_digest(s: Settings, p: docker.Provider) -> str:
+    """The registry's digest of image:image_tag ("" for an image already on the host)."""
     if not s.image_pull:
-        return docker.RemoteImage("image", name=s.full_image, keep_locally=True, opts=opts), pulumi.Output.from_input("")
+        return ""
     try:
-        digest = docker.get_registry_image(name=s.full_image, opts=pulumi.InvokeOptions(provider=p)).sha256_digest
+        return docker.get_registry_image(name=s.full_image, opts=pulumi.InvokeOptions(provider=p)).sha256_digest
     except Exception as err:  # the provider's message, without a traceback
         raise pulumi.RunError(
             f"cannot read {s.full_image} from the registry {s.registry_server}: {str(err).strip()[-400:]}. "
             "Check canary:image and canary:image_tag, and canary:registry_username with "
             "canary:registry_password (or registry_password_file); nothing was changed on the host") from None
-    pulled = docker.RemoteImage("image", name=s.full_image, keep_locally=True, pull_triggers=[digest], opts=opts)
-    return pulled, pulumi.Output.from_input(digest)
+
+
+def image(s: Settings, p: docker.Provider, digest: str) -> docker.RemoteImage:
+    """The image on the host: pulled again when its tag moved to another digest; an image
+    already there is only found (a missing one fails before anything changes)."""
+    return docker.RemoteImage("image", name=s.full_image, keep_locally=True,
+                              pull_triggers=[digest] if digest else None,
+                              opts=pulumi.ResourceOptions(provider=p))
 
 
 def volumes(s: Settings, p: docker.Provider) -> list[docker.Volume]:

@@ -46,8 +46,8 @@ def main() -> None:
     # The image is on the host (pulled, or found) and the volumes exist before nginx or
     # any container changes: a failed pull changes nothing.
     docker_host = docker_resources.provider(s)
-    image, digest = docker_resources.image(s, docker_host)
-    ready = [image, *docker_resources.volumes(s, docker_host)]
+    digest = docker_resources.registry_digest(s, docker_host)
+    ready = [docker_resources.image(s, docker_host, digest), *docker_resources.volumes(s, docker_host)]
     site = command.remote.Command(
         "site", connection=connection,
         create=render.site_apply_script(s), delete=render.site_delete_script(s),

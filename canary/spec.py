@@ -197,11 +197,9 @@ class ReleaseSpec:
         if not revision or not self.revision_key or "#" not in revision:
             return revision
         image, digest = revision.rsplit("#", 1)
-        if image == self.ref and digest == self.legacy_digest:
-            return self.revision
         if image == self.image and digest in (self.legacy_digest, self._keyed_digest()):
-            return self.revision
-        if digest == self.legacy_digest:  # another image of this spec, before the key
+            return self.revision  # this tag, recorded before its digest was known
+        if digest == self.legacy_digest:  # this spec (of any image), recorded before the key
             return f"{image}#{self._keyed_digest()}"
         return revision
 

@@ -166,6 +166,25 @@ def test_hold_then_more_traffic_then_manual_promotion(deployment):
     assert load.failures == 0, load.statuses
 
 
+def test_held_canary_promoted_by_turning_auto_promote_on(deployment):
+    """The design's contract: `auto_promote true && pulumi up` promotes a held canary
+    without a second full analysis (the one-off `promote` is the other way)."""
+    d = deployment
+    d.up()
+    d.set(image_tag="v2", auto_promote="false")
+    d.up()
+    held = d.outputs()
+    assert held["phase"] == "holding"
+    d.set(auto_promote="true")
+    with Load() as load:
+        d.up()
+    out = d.outputs()
+    assert out["phase"] == "promoted" and out["production_image"] == "canary-demo:v2", out["message"]
+    assert out["analysis"] == held["analysis"], "promoted without a second analysis"
+    assert containers() == {"odoo": "canary-demo:v2"}
+    assert load.failures == 0, load.statuses
+
+
 def test_hold_then_manual_rollback_with_percentage_zero(deployment):
     d = deployment
     d.up()
