@@ -14,6 +14,7 @@ from . import docker_resources, render
 from .config import ConfigError, load
 from .provider import Release, Verdict
 from .spec import ReleaseSpec
+from .status import EXPORTED
 
 NAMESPACE = "canary"
 STRUCTURED = ("env", "canary_env", "volumes", "canary_volumes", "canary_steps")
@@ -69,19 +70,13 @@ def main() -> None:
                       opts=pulumi.ResourceOptions(depends_on=[site, *ready]))
     Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
 
-    pulumi.export("phase", release.phase)
+    for key in EXPORTED:
+        output = getattr(release, key)
+        pulumi.export(key, output.apply(_summary) if key == "analysis" else output)
     pulumi.export("image", s.full_image)
     pulumi.export("image_digest", digest)
-    pulumi.export("production_image", release.production_image)
     pulumi.export("production_digest", release.production_revision.apply(docker_resources.digest_of))
-    pulumi.export("previous_image", release.previous_image)
     pulumi.export("previous_tag", release.previous_image.apply(_tag_of))
-    pulumi.export("canary_image", release.canary_image)
-    pulumi.export("canary_weight", release.canary_weight)
-    pulumi.export("failed_image", release.failed_image)
-    pulumi.export("failure_reason", release.failure_reason)
-    pulumi.export("message", release.message)
-    pulumi.export("analysis", release.analysis.apply(_summary))
 
 
 def _tag_of(image: Any) -> str:

@@ -34,8 +34,6 @@ class Container:
     running: bool
     status: str
     labels: Mapping[str, str] = field(default_factory=dict)
-    started_at: str = ""
-    restart_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,8 +78,7 @@ def inspect(host: Host, name: str) -> Optional[Container]:
     return Container(
         name=data["Name"].lstrip("/"), id=data["Id"][:12], image=data["Config"]["Image"],
         running=bool(state.get("Running")), status=state.get("Status", ""),
-        labels=data["Config"].get("Labels") or {}, started_at=state.get("StartedAt", ""),
-        restart_count=int(data.get("RestartCount", 0)))
+        labels=data["Config"].get("Labels") or {})
 
 
 def image_exists(host: Host, image: str) -> bool:
@@ -121,7 +118,7 @@ def stop_and_remove(host: Host, name: str, timeout: int = 30, daemon_wait: float
         time.sleep(2)
 
 
-def port_holder(host: Host, bind_address: str, port: int) -> Optional[str]:
+def port_holder(host: Host, port: int) -> Optional[str]:
     """Who listens on the port already (a process line from ss), or None."""
     out = host.sh('ss -Htlnp "sport = :$1" 2>/dev/null || true', str(port), check=False)
     return out.strip() or None

@@ -25,8 +25,10 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import paramiko
 
+from ..errors import CanaryError
 
-class RemoteError(Exception):
+
+class RemoteError(CanaryError):
     """A remote command failed; carries its exit status and output."""
 
     def __init__(self, argv: Sequence[str], status: int, stdout: str, stderr: str):
@@ -36,11 +38,11 @@ class RemoteError(Exception):
                          + (f": {detail[-1][:300]}" if detail else ""))
 
 
-class ConnectionFailed(Exception):
-    pass
+class ConnectionFailed(CanaryError):
+    """The host cannot be reached or refused us (after the retries)."""
 
 
-class CommandTimeout(Exception):
+class CommandTimeout(CanaryError):
     """A remote command (or SFTP operation) did not finish in time. Never retried: the
     command may have taken effect, or may still be running."""
 
@@ -50,7 +52,7 @@ class CommandTimeout(Exception):
                          "dead connection); stopped waiting for it")
 
 
-class LockLost(Exception):
+class LockLost(CanaryError):
     """The host lock went away with a dropped connection and could not be taken back
     safely: nothing more may change on the host in this run."""
 
