@@ -35,11 +35,9 @@ from . import redact
 from .analysis import report
 from .analysis.verdict import FAIL, INCONCLUSIVE
 from .errors import DeployError, rolled_back_before
-from .host import HostOps
+from .host import Container, HostOps, Split
 from .notify import Notifier
 from .phases import Outcome, Phase, rule, transition
-from .remote.docker import Container
-from .remote.nginx import Split
 from .remote.ssh import RemoteError
 from .render import split_config
 from .spec import ReleaseSpec

@@ -9,12 +9,29 @@ covered without a host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ContextManager, Optional, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ContextManager, Mapping, Optional, Protocol
 
-from .analysis.runner import Result
-from .remote.docker import Container, Spec
-from .remote.nginx import Split
+from .spec import ContainerSpec
+
+if TYPE_CHECKING:  # the analysis runs over SSH and imports remote/, which imports this
+    from .analysis.runner import Result
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    id: str
+    image: str
+    running: bool
+    status: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Split:
+    weight: int  # percent of new clients to the canary; -1: a split file we did not write
+
 
 Probe = Callable[[], tuple[bool, str]]  # one health check: (answered 200, what it answered)
 
@@ -25,7 +42,7 @@ class Containers(Protocol):
 
     def image_exists(self, image: str) -> bool: ...
 
-    def run(self, spec: Spec) -> Container:
+    def run(self, spec: ContainerSpec) -> Container:
         """Starts a container (`docker run`); a rejected run raises RemoteError."""
 
     def stop_and_remove(self, name: str) -> None: ...
@@ -53,7 +70,7 @@ class Prober(Protocol):
     def health(self, port: int) -> ContextManager[Probe]:
         """A probe of the app's health path on the host's `port`, for a `with` block."""
 
-    def analyse(self, weight: int, log: Callable[[str], None]) -> Result:
+    def analyse(self, weight: int, log: Callable[[str], None]) -> "Result":
         """One analysis window of the canary at `weight` percent."""
 
 

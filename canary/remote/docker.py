@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Optional
 
+from ..host import Container
+from ..spec import ContainerSpec
 from . import STATE_DIR
 from .ssh import Host, RemoteError
 
@@ -26,42 +27,18 @@ def _absent(err: str) -> bool:
         "no such image" in err.lower()
 
 
-@dataclass(frozen=True)
-class Container:
-    name: str
-    id: str
-    image: str
-    running: bool
-    status: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Spec:
-    """How to run one of the app's containers."""
-
-    name: str
-    image: str
-    host_port: int
-    container_port: int
-    bind_address: str
-    restart_policy: str
-    env: Mapping[str, str]
-    volumes: tuple[str, ...]
-    labels: Mapping[str, str]
-
-    def argv(self, env_file: str) -> list[str]:
-        args = ["docker", "run", "-d", "--name", self.name,
-                "--restart", self.restart_policy,
-                "-p", f"{self.bind_address}:{self.host_port}:{self.container_port}",
-                "--env-file", env_file,
-                # Give the app time to drain in-flight requests on `docker stop`.
-                "--stop-timeout", "30"]
-        for v in self.volumes:
-            args += ["-v", v]
-        for k, v in sorted(self.labels.items()):
-            args += ["--label", f"{k}={v}"]
-        return args + [self.image]
+def run_argv(spec: ContainerSpec, env_file: str) -> list[str]:
+    args = ["docker", "run", "-d", "--name", spec.name,
+            "--restart", spec.restart_policy,
+            "-p", f"{spec.bind_address}:{spec.host_port}:{spec.container_port}",
+            "--env-file", env_file,
+            # Give the app time to drain in-flight requests on `docker stop`.
+            "--stop-timeout", "30"]
+    for v in spec.volumes:
+        args += ["-v", v]
+    for k, v in sorted(spec.labels.items()):
+        args += ["--label", f"{k}={v}"]
+    return args + [spec.image]
 
 
 def inspect(host: Host, name: str) -> Optional[Container]:
@@ -89,13 +66,13 @@ def image_exists(host: Host, image: str) -> bool:
     return status == 0
 
 
-def run(host: Host, spec: Spec) -> Container:
+def run(host: Host, spec: ContainerSpec) -> Container:
     app_dir = f"{STATE_DIR}/{spec.labels.get('canary.app', spec.name)}"
     env_file = f"{app_dir}/{spec.name}.env"
     # 700 even when the directory already existed (mkdir -p -m leaves its mode alone).
     host.run(["install", "-d", "-m", "700", app_dir])
     host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in sorted(spec.env.items())), mode=0o600)
-    host.run(spec.argv(env_file))
+    host.run(run_argv(spec, env_file))
     found = inspect(host, spec.name)
     if found is None:
         raise RuntimeError(f"container {spec.name} vanished right after `docker run`")

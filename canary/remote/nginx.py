@@ -4,9 +4,9 @@ graceful reload, and the previous file restored when the test or the reload fail
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Optional
 
+from ..host import Split
 from . import STATE_DIR
 from .ssh import Host, RemoteError
 
@@ -49,11 +49,6 @@ echo 0
 '''
 
 _HEADER = re.compile(r"^# (\d+) % canary \((\S+) on :\d+\)", re.M)
-
-
-@dataclass(frozen=True)
-class Split:
-    weight: int  # percent of new clients to the canary; -1: a split file we did not write
 
 
 STAGING = f"{STATE_DIR}/staging"

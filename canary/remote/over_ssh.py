@@ -6,9 +6,9 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
 from ..analysis import runner
-from ..host import HostOps, Probe
+from ..host import Container, HostOps, Probe, Split
 from ..render import lock_file
-from ..spec import ReleaseSpec
+from ..spec import ContainerSpec, ReleaseSpec
 from . import STATE_DIR, docker, nginx
 from .lock import HostLock
 from .ssh import Host
@@ -18,13 +18,13 @@ class SshContainers:
     def __init__(self, host: Host):
         self.host = host
 
-    def inspect(self, name: str) -> Optional[docker.Container]:
+    def inspect(self, name: str) -> Optional[Container]:
         return docker.inspect(self.host, name)
 
     def image_exists(self, image: str) -> bool:
         return docker.image_exists(self.host, image)
 
-    def run(self, spec: docker.Spec) -> docker.Container:
+    def run(self, spec: ContainerSpec) -> Container:
         return docker.run(self.host, spec)
 
     def stop_and_remove(self, name: str) -> None:
@@ -42,7 +42,7 @@ class NginxRouter:
     def __init__(self, host: Host, split_path: str):
         self.host, self.path = host, split_path
 
-    def read(self) -> Optional[nginx.Split]:
+    def read(self) -> Optional[Split]:
         return nginx.read(self.host, self.path)
 
     def install(self, content: str, mode: int) -> None:

@@ -20,10 +20,10 @@ from typing import Callable, Iterator, Optional
 
 from canary.analysis.runner import Result
 from canary.analysis.verdict import FAIL, PASS, Evidence, Verdict
-from canary.host import HostOps
+from canary.host import Container, HostOps
 from canary.remote import nginx
-from canary.remote.docker import Container, Spec
 from canary.remote.ssh import RemoteError
+from canary.spec import ContainerSpec
 
 
 class Killed(BaseException):
@@ -140,7 +140,7 @@ class FakeHost:
     def image_exists(self, image: str) -> bool:
         return image in self.images
 
-    def run(self, spec: Spec) -> Container:
+    def run(self, spec: ContainerSpec) -> Container:
         self._op(f"run:{spec.name}")
         if spec.name in self.containers:
             raise RemoteError(["docker", "run", spec.name], 125, "", "Conflict. The container name is already in use")
