@@ -4,6 +4,7 @@ release (containers, split, analysis) -> verdict, and the stack outputs."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -13,8 +14,9 @@ from pulumi.runtime.config import get_config, is_config_secret
 from . import docker_resources, render
 from .config import ConfigError, load
 from .provider import Release, Verdict
+from .planned import describe
 from .spec import ReleaseSpec
-from .status import EXPORTED
+from .status import EXPORTED, RECORD_KEYS, ReleaseStatus
 
 NAMESPACE = "canary"
 STRUCTURED = ("env", "canary_env", "volumes", "canary_volumes", "canary_steps")
@@ -66,8 +68,9 @@ def main() -> None:
     env["metric_command"] = pulumi.Output.secret(metric) if s.metric_command_is_secret else metric
     first = s.steps[0]
     preview = render.split_preview(s, first) if first else ""  # force token as a placeholder
+    planned = _planned(replace(ReleaseSpec.from_settings(s), digest=digest))
     release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,
-                      opts=pulumi.ResourceOptions(depends_on=[site, *ready]))
+                      planned=planned, opts=pulumi.ResourceOptions(depends_on=[site, *ready]))
     Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
 
     for key in EXPORTED:
@@ -77,6 +80,28 @@ def main() -> None:
     pulumi.export("image_digest", digest)
     pulumi.export("production_digest", release.production_revision.apply(docker_resources.digest_of))
     pulumi.export("previous_tag", release.previous_image.apply(_tag_of))
+    pulumi.export("planned", planned)
+    # What the next preview plans from (secret: it holds the stack's revision key).
+    pulumi.export("release_record", pulumi.Output.secret(pulumi.Output.all(
+        *[getattr(release, k) for k in RECORD_KEYS], release.revision_key).apply(
+            lambda values: dict(zip((*RECORD_KEYS, "revision_key"), values)))))
+
+
+def _planned(spec: ReleaseSpec) -> pulumi.Output[str]:
+    """What this update will do, in words (preview and the PR comment show it): plan.py
+    asked with the stack's last record, read back through a reference to this stack."""
+    org = pulumi.get_organization() or "organization"  # (a DIY backend's one organization)
+    me = pulumi.StackReference(f"{org}/{pulumi.get_project()}/{pulumi.get_stack()}")
+
+    def words(args: list) -> str:
+        record, phase = args
+        if not record:
+            return (describe(spec, None) if not phase else "the planned action shows from the next update on "
+                    "(the stack's record predates it)")
+        return describe(spec.keyed(record.get("revision_key") or ""), ReleaseStatus.from_outputs(record))
+    # The record is secret (the revision key); the words are not.
+    return pulumi.Output.unsecret(pulumi.Output.all(me.get_output("release_record"), me.get_output("phase"))
+                                  .apply(words))
 
 
 def _tag_of(image: Any) -> str:

@@ -34,6 +34,7 @@ from .engine_watch import exit_with_engine
 from .errors import CanaryError, DeployError, rolled_back_before
 from .notify import Notifier
 from .phases import Phase
+from .planned import action_for
 from .remote.over_ssh import over_ssh
 from .remote.ssh import Host
 from .spec import ReleaseSpec, new_revision_key
@@ -103,21 +104,9 @@ def _reported(method):
 # ----------------------------------------------------------------------------------------------
 
 
-def _observed_from_record(olds: dict) -> P.Observed:
-    """What diff() assumes runs on the host: what was recorded (refresh updates it)."""
-    weight = int(olds.get("canary_weight") or 0)
-    return P.Observed(
-        production_revision=olds.get("production_revision") or None,
-        production_running=bool(olds.get("production_running", True)),
-        canary_revision=olds.get("canary_revision") or None, canary_running=True,
-        split_weight=weight if weight else None)
-
-
 def _planned(spec: ReleaseSpec, olds: dict) -> P.Action:
     """plan.py's answer with the recorded outputs standing in for the host."""
-    d = P.Desired(revision=spec.revision, steps=spec.steps, auto_promote=spec.auto_promote,
-                  retry=spec.retry, promote=spec.promote)
-    return P.plan(d, ReleaseStatus.from_outputs(olds).recorded(), _observed_from_record(olds))
+    return action_for(spec, ReleaseStatus.from_outputs(olds))
 
 
 class ReleaseProvider(ResourceProvider):
@@ -239,7 +228,7 @@ class Release(Resource, module="canary", name="Release"):
     def __init__(self, name: str, spec: pulumi.Input[dict], env: pulumi.Input[dict],
                  canary_env: pulumi.Input[dict], split_preview: pulumi.Input[str],
                  environment: str, opts: Optional[pulumi.ResourceOptions] = None,
-                 metric_command: pulumi.Input[Optional[str]] = None):
+                 metric_command: pulumi.Input[Optional[str]] = None, planned: pulumi.Input[str] = ""):
         outputs = {k: None for k in OUTPUT_KEYS}
         # The stack's revision key stays a secret in the state.
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
@@ -247,6 +236,8 @@ class Release(Resource, module="canary", name="Release"):
         super().__init__(ReleaseProvider(), name,
                          {**outputs, "spec": spec, "env": env, "canary_env": canary_env,
                           "metric_command": metric_command, "split_preview": split_preview,
+                          # what this update will do, in words: preview shows it (an input)
+                          "planned": planned,
                           "environment": environment, "image": None, "revision_key": None},
                          opts)
 

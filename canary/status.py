@@ -50,7 +50,8 @@ class ReleaseStatus:
             phase=Phase(get("phase") or Phase.STABLE),
             production_image=get("production_image"), production_revision=get("production_revision"),
             previous_image=get("previous_image"), previous_revision=get("previous_revision"),
-            production_running=bool(outputs.get("production_running") or False),
+            # (records from before the field existed: production ran)
+            production_running=bool(outputs.get("production_running", True)),
             canary_image=get("canary_image"), canary_revision=get("canary_revision"),
             canary_weight=int(get("canary_weight") or 0), passed_weight=int(get("passed_weight") or 0),
             failed_image=get("failed_image"), failed_revision=get("failed_revision"),
@@ -83,6 +84,14 @@ class ReleaseStatus:
         return replace(self, canary_revision=None, canary_image=None, canary_weight=0,
                        passed_weight=0, **changes)
 
+    def as_observed(self) -> P.Observed:
+        """What the host is taken to run when only the record is at hand (diff, preview):
+        what was recorded (`pulumi refresh` corrects the record)."""
+        return P.Observed(
+            production_revision=self.production_revision, production_running=self.production_running,
+            canary_revision=self.canary_revision, canary_running=True,
+            split_weight=self.canary_weight or None)
+
     def recorded(self) -> P.Recorded:
         """What plan.py reads of the record."""
         return P.Recorded(
@@ -93,6 +102,9 @@ class ReleaseStatus:
 
 
 OUTPUT_KEYS = ReleaseStatus.keys()
+
+# What a preview plans from (the stack's `release_record` output, with the revision key).
+RECORD_KEYS = tuple(k for k in OUTPUT_KEYS if k not in ("analysis", "message"))
 
 # The release outputs the stack exports under the same name (program.py adds more).
 EXPORTED = ("phase", "production_image", "previous_image", "canary_image", "canary_weight",
