@@ -28,7 +28,7 @@ CONFIG = {"displayModeBar": False, "responsive": True}
 # Stable below as a wide solid line with large circles, the canary on top dashed with
 # smaller diamonds: equal values still show both.
 _STYLE = {
-    "stable": {"line": {"width": 3.5}, "marker": {"symbol": "circle", "size": 11}},
+    "stable": {"line": {"width": 3.5}, "marker": {"symbol": "circle", "size": 13}},
     "canary": {"line": {"width": 2.5, "dash": "dash"}, "marker": {"symbol": "diamond", "size": 9}},
     "secondary": {"line": {"width": 1.5, "dash": "dot"}, "marker": {"symbol": "triangle-up", "size": 8}},
 }
@@ -39,10 +39,11 @@ def _series_traces(c: Chart) -> list[go.Scatter]:
     for s in sorted(c.series, key=lambda s: s.role != "stable"):  # stable first: beneath
         style = _STYLE["secondary" if s.secondary else s.role]
         colour = COLORS[s.role]
+        size = style["marker"]["size"] * (1 if len(c.checks) <= 15 else 0.7)  # many checks: smaller
         traces.append(go.Scatter(
             x=c.checks, y=s.y, customdata=c.seconds, name=s.name, mode="lines+markers", cliponaxis=False,
             line={**style["line"], "color": colour},
-            marker={**style["marker"], "color": colour, "line": {"width": 1, "color": "white"}},
+            marker={**style["marker"], "size": size, "color": colour, "line": {"width": 1, "color": "white"}},
             hovertemplate=f"{s.name}: %{{y:.3~f}} {c.unit}<br>check %{{x}} (%{{customdata:.0f}} s)<extra></extra>"))
     return traces
 
@@ -91,11 +92,12 @@ def _y_axis(c: Chart) -> dict:
 
 
 def _x_axis(c: Chart) -> dict:
-    axis = {"title": {"text": "check (seconds since the analysis started)", "standoff": 6}, "gridcolor": "white",
-            "zeroline": False, "range": [c.checks[0] - 0.5, c.checks[-1] + 0.5]}
+    axis = {"title": {"text": "check", "standoff": 6}, "showgrid": False, "zeroline": False,
+            "range": [c.checks[0] - 0.5, c.checks[-1] + 0.5]}
     if len(c.checks) <= 20:  # every check labelled, with its time
         axis.update(tickvals=c.checks, ticktext=[f"{n}<br><span style='color:#777'>{t:.0f} s</span>"
                                                  for n, t in zip(c.checks, c.seconds)])
+        axis["title"]["text"] = "check (seconds since the analysis started)"
     return axis
 
 
@@ -103,7 +105,7 @@ def _mark_decision(fig: go.Figure, d: Decision) -> None:
     if d.check is None:
         return
     colour = DECISION_COLORS.get(d.status, LIMIT_COLOR)
-    fig.add_vline(x=d.check, line={"color": colour, "width": 2, "dash": "dot"}, layer="below")
+    fig.add_vline(x=d.check, line={"color": colour, "width": 3, "dash": "dash"}, layer="below")
     fig.add_annotation(
         x=d.check, xref="x", y=1, yref="paper", yanchor="bottom", xanchor="right" if d.check > 1 else "left",
         text=f"<b>{d.label}</b>", showarrow=False, font={"color": colour, "size": 12},
