@@ -485,7 +485,7 @@ class Controller:
                                 outcome=summary["decision"],
                                 threshold=self.spec.analysis.thresholds.error_threshold)
             self.log(f"analysis report: {path} (and .html)")
-        except OSError as err:
+        except Exception as err:  # a report is evidence for people: never a reason to fail the release
             self.log(f"could not write the analysis report: {err}")
 
     def _best_effort(self, fn) -> None:
