@@ -364,3 +364,15 @@ def test_the_journal_is_written_before_each_step_acts():
 
 def test_user_errors_are_canary_errors():
     assert issubclass(DeployError, CanaryError) and issubclass(ConnectionFailed, CanaryError)
+
+
+def test_a_report_that_cannot_be_drawn_does_not_fail_the_release(monkeypatch, tmp_path):
+    from canary.analysis import report
+
+    def broken(*args, **kwargs):
+        raise ValueError("a chart library bug")
+    monkeypatch.setattr(report, "write", broken)
+    r = at_v1("v2")
+    c = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir=str(tmp_path), clock=r.h.now, sleep=r.h.sleep)
+    assert c.reconcile(r.outputs).phase == "promoted"
+    assert any("could not write the analysis report: a chart library bug" in line for line in r.lines)
