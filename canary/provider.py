@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from typing import Any, Optional
 
 import pulumi
 from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
                             ResourceProvider, UpdateResult)
 
+from . import engine_log
 from . import plan as P
 from . import redact
 from .config import ConfigError, load_force_token, load_target
@@ -43,9 +43,11 @@ from .status import OUTPUT_KEYS, ReleaseStatus
 _SECRET_FREE = ("env", "canary_env")
 
 
-def _say(message: str) -> None:
-    # The engine shows each line a dynamic provider prints while the step runs.
-    print(f"[{time.strftime('%H:%M:%S')}] {redact.current().text(message)}", flush=True)
+_say = engine_log.say  # progress lines, shown under the release (engine_log.py)
+
+# The release's type token, as the SDK names a dynamic resource (the program builds the
+# release's URN from it, so progress lines can name the resource).
+RELEASE_TYPE = "pulumi-python:dynamic/canary:Release"
 
 
 def _spec_inputs(props: dict) -> dict:
@@ -172,12 +174,14 @@ class ReleaseProvider(ResourceProvider):
 
     @_reported
     def create(self, props: dict) -> CreateResult:
+        engine_log.attribute_to(props.get("log_urn"))
         spec_inputs, _ = _with_key(_spec_inputs(props), {})
         outs = self._run(spec_inputs, {})
         return CreateResult(id_=props["spec"]["app"], outs=outs)
 
     @_reported
     def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
+        engine_log.attribute_to(news.get("log_urn"))
         spec_inputs, olds = _with_key(_spec_inputs(news), olds)
         spec = ReleaseSpec.from_inputs(spec_inputs)
         action = _planned(spec, olds)
@@ -187,6 +191,7 @@ class ReleaseProvider(ResourceProvider):
 
     @_reported
     def read(self, id: str, props: dict) -> ReadResult:
+        engine_log.attribute_to(props.get("log_urn"))
         if not props.get("spec"):
             return ReadResult(id_=id, outs=props)
         controller, host = self._controller(props["spec"], revision=props.get("production_revision"))
@@ -198,6 +203,7 @@ class ReleaseProvider(ResourceProvider):
 
     @_reported
     def delete(self, id: str, props: dict) -> None:
+        engine_log.attribute_to(props.get("log_urn"))
         controller, host = self._controller(props["spec"])
         try:
             controller.destroy()
@@ -229,6 +235,8 @@ class Release(Resource, module="canary", name="Release"):
                  canary_env: pulumi.Input[dict], split_preview: pulumi.Input[str],
                  environment: str, opts: Optional[pulumi.ResourceOptions] = None,
                  metric_command: pulumi.Input[Optional[str]] = None, planned: pulumi.Input[str] = ""):
+        # Its own URN, so its progress lines show under it (engine_log.py).
+        log_urn = pulumi.create_urn(name, RELEASE_TYPE, parent=opts.parent if opts else None)
         outputs = {k: None for k in OUTPUT_KEYS}
         # The stack's revision key stays a secret in the state.
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
@@ -237,7 +245,7 @@ class Release(Resource, module="canary", name="Release"):
                          {**outputs, "spec": spec, "env": env, "canary_env": canary_env,
                           "metric_command": metric_command, "split_preview": split_preview,
                           # what this update will do, in words: preview shows it (an input)
-                          "planned": planned,
+                          "planned": planned, "log_urn": log_urn,
                           "environment": environment, "image": None, "revision_key": None},
                          opts)
 
@@ -250,6 +258,7 @@ class VerdictProvider(ResourceProvider):
 
     @_reported
     def create(self, props: dict) -> CreateResult:
+        engine_log.attribute_to(props.get("log_urn"))
         self._judge(props)
         return CreateResult(id_="verdict", outs=props)
 

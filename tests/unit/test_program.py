@@ -154,3 +154,11 @@ def test_the_release_says_what_it_will_do_as_a_known_input(run_program):
     assert release.inputs["planned"] == "first deploy: canary-demo:v2 straight to production (nothing runs there yet)"
     me = next(r for r in mocks.resources if r.typ == "pulumi:pulumi:StackReference")
     assert me.name == "organization/canary/test"  # a reference to this very stack
+
+
+def test_the_release_knows_its_own_urn_for_its_progress_lines(run_program):
+    from canary.provider import RELEASE_TYPE
+    mocks = run_program(BASE)
+    release = next(r for r in mocks.resources if r.name == "release")
+    assert release.typ == RELEASE_TYPE
+    assert release.inputs["log_urn"] == f"urn:pulumi:test::canary::{RELEASE_TYPE}::release"

@@ -1,5 +1,6 @@
-"""`pulumi preview` says what the next `pulumi up` will do, in words, through the real CLI:
-the release's `planned` input (the resource diff of a PR comment) and the stack output."""
+"""A release a person can read, through the real CLI: `pulumi preview` says what the next
+`pulumi up` will do, in words (the release's `planned` input, shown in the resource diff
+of a PR comment, and the stack output); the progress lines show under the release."""
 
 import pytest
 from pulumi import automation as auto
@@ -32,3 +33,15 @@ def test_preview_says_the_planned_action(deployment):
     words = planned(d, "broken")
     assert "refused, nothing changes: canary-demo:broken was rolled back" in words, words
     assert containers() == {"odoo": "canary-demo:v2"}
+
+
+def test_progress_lines_show_under_the_release(deployment):
+    d = deployment
+    d.up()
+    d.set(image_tag="v2")
+    events = []
+    d.stack.up(on_event=events.append)
+    lines = [(e.diagnostic_event.urn or "", e.diagnostic_event.message) for e in events if e.diagnostic_event]
+    checks = [urn for urn, message in lines if "check 1/3" in message]
+    assert checks and all(urn.endswith("::pulumi-python:dynamic/canary:Release::release") for urn in checks), lines
+    assert not [m for urn, m in lines if "routing" in m and not urn.endswith("::release")], lines
