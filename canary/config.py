@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
+from .target import Target
+
 DEFAULTS = {
     "canary_percentage": 10,
     "monitoring_duration": "15",  # minutes, as in the guide
@@ -218,10 +220,6 @@ class Settings:
         return f"{self.image}:{self.image_tag}"
 
     @property
-    def canary_name(self) -> str:
-        return f"{self.container_name}-canary"
-
-    @property
     def site_path(self) -> str:
         return self.nginx_site or f"{self.nginx_sites_dir}/{self.container_name}.conf"
 
@@ -360,10 +358,8 @@ def _target_values(r: _Reader, read_file: Callable[[str], str]) -> tuple:
     return host, port, user, host_key, key
 
 
-def load_target(get: Callable[[str], Any], read_file: Callable[[str], str] = _read_text):
+def load_target(get: Callable[[str], Any], read_file: Callable[[str], str] = _read_text) -> Target:
     """Only the SSH target (host, port, user, keys): what the release provider needs."""
-    from .remote.ssh import Target  # the config layer does not otherwise need I/O types
-
     r = _Reader(get)
     host, port, user, host_key, key = _target_values(r, read_file)
     if r.problems:
