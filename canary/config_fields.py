@@ -104,7 +104,8 @@ FIELDS: tuple[Field, ...] = (
     Field("error_threshold", "Highest error rate of the canary in percent: `5` = 5 %, `0.5` = 0.5 %",
           "a percentage from 0 to 100 (5 means 5 %)", parse_float, between(0, 100), default=5.0,
           bad=(*HOSTILE, "101")),
-    Field("auto_promote", "`true`: promote a healthy canary; `false`: hold it for manual review",
+    Field("auto_promote", "`true`: promote a healthy canary; `false`: hold it for manual review (then `promote` "
+          "its tag)",
           **BOOL, default=True, bad=(*HOSTILE, "yes please")),
     Field("retry", "`true`: analyse a tag again that was rolled back (otherwise it is blocked)",
           **BOOL, default=False, bad=HOSTILE),
@@ -287,6 +288,12 @@ def config_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def names_key(message: str, key: str) -> bool:
+    """Whether a problem message names canary:KEY itself (not a longer key it starts, as
+    canary:image starts canary:image_tag)."""
+    return re.search(rf"canary:{re.escape(key)}(?![A-Za-z0-9_])", message) is not None
 
 
 def bad_input_batches() -> dict[str, dict[str, str]]:
