@@ -6,8 +6,8 @@ a map or list) or secret, the line that documents it (README's configuration tab
 Pulumi.yaml's `config:` block are generated from it: canary/config_docs.py), and bad
 values the fault suite's sweep sets at preview.
 
-Keys are read in this order (config.load): a reader may use the keys read before it,
-and a problem list reads in it.
+Keys are read in this order (config.load), which is also the order of the problems in
+an error; a reader may use the values of the keys before it.
 """
 
 from __future__ import annotations
