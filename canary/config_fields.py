@@ -297,9 +297,10 @@ def config_text(value: Any) -> str:
 
 
 def names_key(message: str, key: str) -> bool:
-    """Whether a problem message names canary:KEY itself (not a longer key it starts, as
-    canary:image starts canary:image_tag)."""
-    return re.search(rf"canary:{re.escape(key)}(?![A-Za-z0-9_])", message) is not None
+    """Whether an error lists a problem of canary:KEY: a line `- canary:KEY ...` (not a
+    longer key it starts, as canary:image starts canary:image_tag, nor a key that another
+    key's problem mentions)."""
+    return re.search(rf"^\s*- canary:{re.escape(key)}(?![A-Za-z0-9_])", message, re.MULTILINE) is not None
 
 
 def bad_input_batches() -> dict[str, dict[str, str]]:

@@ -80,11 +80,16 @@ def test_each_bad_example_is_refused_naming_its_key(value):
     assert [k for k in keys if not names_key(text, k)] == []
 
 
-def test_names_key_does_not_take_a_longer_key_for_it():
-    assert not names_key("canary:image_tag is required", "image")
-    assert names_key("canary:image = 'X' is not allowed", "image")
-    assert names_key("canary:env.'A-B' is not a valid variable name", "env")
-    assert not names_key("canary:nginx_sites_dir = '/x'", "nginx_site")
+def test_names_key_takes_only_the_problems_own_key():
+    assert not names_key(str(ConfigError(["canary:image_tag is required"])), "image")
+    assert names_key(str(ConfigError(["canary:image_tag is required", "canary:image = 'X' is not allowed"])),
+                     "image")
+    assert names_key(str(ConfigError(["canary:env.'A-B' is not a valid variable name"])), "env")
+    assert not names_key(str(ConfigError(["canary:nginx_sites_dir = '/x'"])), "nginx_site")
+    mentioned = "canary:ssh_private_key is not allowed: a key, or canary:ssh_private_key_file, a path to it"
+    assert not names_key(str(ConfigError([mentioned])), "ssh_private_key_file")
+    # As the CLI shows it.
+    assert names_key("    error: invalid stack configuration:\n      - canary:host is required: x", "host")
 
 
 def test_settings_has_an_attribute_for_each_kept_key():
