@@ -3,7 +3,6 @@ release (containers, split, analysis) -> verdict, and the stack outputs."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -13,32 +12,24 @@ from pulumi.runtime.config import get_config, is_config_secret
 
 from . import docker_resources, render
 from .config import ConfigError, load
+from .config_fields import SECRET_KEYS, decoded
 from .provider import Release, Verdict
 from .planned import describe
 from .spec import ReleaseSpec
 from .status import EXPORTED, RECORD_KEYS, ReleaseStatus
 
 NAMESPACE = "canary"
-STRUCTURED = ("env", "canary_env", "volumes", "canary_volumes", "canary_steps")
 
 
 def _raw(key: str) -> Any:
     """A config value as stored: text, or parsed JSON for the structured keys."""
-    value = get_config(f"{NAMESPACE}:{key}")
-    if value is not None and key in STRUCTURED and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value  # reported by the validation, naming the key
-    return value
+    return decoded(key, get_config(f"{NAMESPACE}:{key}"))
 
 
 def main() -> None:
     stack = pulumi.get_stack()
     try:
-        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env", "force_token", "metric_command",
-                                                  "registry_password")
-                                        if is_config_secret(f"{NAMESPACE}:{k}")))
+        s = load(_raw, stack, frozenset(k for k in SECRET_KEYS if is_config_secret(f"{NAMESPACE}:{k}")))
     except ConfigError as err:
         # Before any resource exists: nothing reaches the host.
         raise pulumi.RunError(str(err)) from None

@@ -20,12 +20,12 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import paramiko
 
 from ..errors import CanaryError
+from ..target import Target  # noqa: F401  (the type it connects with; importable from here)
 
 
 class RemoteError(CanaryError):
@@ -62,18 +62,6 @@ COMMAND_TIMEOUT = 300
 SFTP_TIMEOUT = 60
 OPEN_TIMEOUT = 30   # opening a channel
 ALIVE_TIMEOUT = 10  # the liveness check after a timeout
-
-
-@dataclass(frozen=True)
-class Target:
-    host: str
-    port: int
-    user: str
-    host_key: str  # "ssh-ed25519 AAAA..."
-    private_key: str
-
-    def __repr__(self) -> str:  # never show the key
-        return f"Target({self.user}@{self.host}:{self.port})"
 
 
 def _load_key(text: str) -> paramiko.PKey:

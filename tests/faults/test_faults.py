@@ -18,6 +18,7 @@ import time
 import pytest
 from pulumi import automation as auto
 
+from canary.config_fields import FIELDS, bad_input_batches, names_key
 from canary.remote.ssh import ConnectionFailed, Host, Target
 from tests.e2e.harness import (TESTHOST, TESTHOST_DIR, Deployment, Load, containers, program_processes, reset_host,
                                served_versions, sh, split_exists, ssh_commands)
@@ -205,38 +206,15 @@ def test_two_stacks_on_one_host_and_app(d, tmp_path):
 
 
 # -- hostile and bad input ------------------------------------------------------------------
-META = [";reboot", "|id", "$(id)", "`id`", "\nid", "'x'", '"x"', "a&&b", "../../etc"]
-KEYS = ["image", "image_tag", "canary_percentage", "monitoring_duration", "check_interval",
-        "error_threshold", "auto_promote", "retry", "host", "ssh_port", "ssh_user", "ssh_host_key",
-        "stable_port", "canary_port", "container_port", "bind_address", "health_path",
-        "container_name", "restart_policy", "listen_port", "server_name", "nginx_sites_dir",
-        "nginx_conf_dir", "nginx_log_dir", "nginx_site", "routing", "startup_timeout",
-        "drain_timeout", "max_response_time", "max_error_logs_per_minute", "latency_factor",
-        "min_requests", "probes_per_check", "probe_url", "notify_webhook", "force_token", "force_allow",
-        "allow_host_mounts", "image_pull", "registry_server", "registry_username", "registry_password",
-        "registry_password_file", "registry_insecure", "canary_volumes"]
-WRONG = {"empty": "", "long": "9" * 1000, "type": "[1, 2]", "negative": "-5"}
-
-
-def bad_inputs():
-    for key in KEYS:
-        for name, value in WRONG.items():
-            yield key, name, value
-        for m in META:
-            yield key, "meta", "v1" + m
-
-
 def test_every_key_rejects_bad_input_at_preview(tmp_path):
-    """Per kind of bad value, one preview with every key set to it: the program reports
-    every invalid key at once, so each (key, value) is rejected iff its key is named."""
+    """Every key of FIELDS with each of its bad examples (shell metacharacters, wrong
+    types, out of range, ...). Per bad value, one preview with every key that refuses it
+    set to it: the program reports every invalid key at once, so each (key, value) is
+    rejected iff its key is named."""
     reset_host()
     dep = Deployment(tmp_path, echo=False)
     base = dict(dep.stack.get_all_config())
-    batches: dict[str, dict[str, str]] = {}
-    for key, kind, value in bad_inputs():
-        if kind == "empty" and key not in ("image_tag", "host", "image"):
-            continue  # empty means "the default" for optional keys
-        batches.setdefault(f"{kind}:{value}", {})[key] = value
+    batches = bad_input_batches()
     tried = rejected = 0
     for values in batches.values():
         dep.stack.set_all_config({**base, **{f"canary:{k}": auto.ConfigValue(value=v)
@@ -248,13 +226,19 @@ def test_every_key_rejects_bad_input_at_preview(tmp_path):
         except auto.CommandError as err:
             message = str(err)
         untouched = ssh_commands() == before
+        # The next preview sees the base and its own values only.
+        added = [f"canary:{k}" for k in values if f"canary:{k}" not in base]
+        if added:
+            dep.stack.remove_all_config(added)
         for key, value in values.items():
             tried += 1
-            if f"canary:{key}" in message and untouched:
+            if names_key(message, key) and untouched:
                 rejected += 1
             else:
                 print(f"NOT REJECTED: {key} = {value[:40]!r}")
-    record("bad inputs", rejected == tried, 0, inputs=(tried, rejected))
+    keys = {k for values in batches.values() for k in values}
+    print(f"bad inputs: {len(keys)} of {len(FIELDS)} keys, {tried} values in {len(batches)} previews")
+    record("bad inputs", rejected == tried and keys == {f.name for f in FIELDS}, 0, inputs=(tried, rejected))
     assert containers() == {}
 
 
