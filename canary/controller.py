@@ -45,6 +45,15 @@ from .status import OUTPUT_KEYS, ReleaseStatus
 
 # An app that answers its health path with errors this long (s) is not "starting".
 BAD_ANSWERS_GRACE = 15
+# Health waits probe this often (s): an app is promoted the moment it answers. Whether its
+# container still runs is asked less often (a remote command each time).
+POLL_EVERY = 0.2
+INSPECT_EVERY = 1.0
+# Seconds from SIGTERM to SIGKILL for a container nginx no longer sends requests to (its
+# old workers drained): an app that ignores SIGTERM does not hold the release up.
+DRAINED_STOP_GRACE = 3
+# ... and for one nginx may still have requests in flight to (the drain timed out).
+STOP_GRACE = 30
 
 REFRESH_MESSAGES = {Outcome.CANARY_GONE: "the canary was removed outside Pulumi",
                     Outcome.CANARY_FOUND: "a canary runs that the stack did not record (interrupted update?)"}
@@ -196,14 +205,14 @@ class Controller:
                               "program: refusing to touch it. To take it over (e.g. the guide's "
                               "hand-started container), `pulumi config set adopt true`")
 
-    def _remove_container(self, name: str) -> None:
+    def _remove_container(self, name: str, drained: bool) -> None:
         """Stops and removes one of the app's containers, if this stack may."""
         c = self.ops.containers.inspect(name)
         if c is None:
             return
         self._check_owned(c)
         self.log(f"stopping and removing container {name} ({c.image})")
-        self.ops.containers.stop_and_remove(name)
+        self.ops.containers.stop_and_remove(name, DRAINED_STOP_GRACE if drained else STOP_GRACE)
 
     def destroy(self) -> None:
         with self.ops.lock(f"stack {self.spec.stack} destroy"):
@@ -220,7 +229,7 @@ class Controller:
                 if c.labels.get("canary.stack") != self.spec.stack:
                     self.log(f"leaving container {c.name} ({c.image}): this stack did not start it")
                     continue
-                self.ops.containers.stop_and_remove(c.name)
+                self.ops.containers.stop_and_remove(c.name, STOP_GRACE)
             # The nginx site's backup of an adopted site stays: the site puts it back.
             self.ops.journal.clear()
 
@@ -371,8 +380,8 @@ class Controller:
         # 1. every request to the canary, pinned or not
         self._route_to_canary(100, canary_image)
         # 2. replace production once nginx stopped sending it traffic
-        self._drain()
-        self._remove_container(self.spec.app)
+        drained = self._drain()
+        self._remove_container(self.spec.app, drained)
         try:
             self._start("production")
         except DeployError as err:
@@ -408,12 +417,12 @@ class Controller:
             raise DeployError(f"production ({self.spec.app}) is not healthy ({reason}): the canary "
                               f"{self.canary_name} and the traffic split stay as they are")
         self.ops.router.remove()
-        self._drain()
+        drained = self._drain()
         if h.canary is not None:
-            self._remove_container(self.canary_name)
+            self._remove_container(self.canary_name, drained)
 
-    def _drain(self) -> None:
-        self.ops.router.wait_drained(self.spec.drain_timeout)
+    def _drain(self) -> bool:
+        return self.ops.router.wait_drained(self.spec.drain_timeout)
 
     def _route_to_canary(self, weight: int, canary_image: Optional[str] = None) -> None:
         self.log(f"routing {weight}% of new clients to the canary")
@@ -443,14 +452,17 @@ class Controller:
         threshold = self.spec.analysis.thresholds.error_threshold
         probes = failures = 0
         first_bad_answer: Optional[float] = None
+        inspected = float("-inf")
         with self.ops.prober.health(port) as probe:
             while True:
-                c = self.ops.containers.inspect(name)
-                if c is None:
-                    return f"there is no container {name}"
-                if not c.running:
-                    tail = self.ops.containers.logs_tail(name, 5)
-                    return f"container {name} exited before it became healthy: {tail.strip()[-300:]}"
+                if self.clock() - inspected >= INSPECT_EVERY:  # (a round trip; a probe is local)
+                    inspected = self.clock()
+                    c = self.ops.containers.inspect(name)
+                    if c is None:
+                        return f"there is no container {name}"
+                    if not c.running:
+                        tail = self.ops.containers.logs_tail(name, 5)
+                        return f"container {name} exited before it became healthy: {tail.strip()[-300:]}"
                 ok, last = probe()
                 probes += 1
                 if ok:
@@ -467,7 +479,7 @@ class Controller:
                             f"rate, threshold {threshold:g}%) in {now - start:.0f}s; last answer: {last}")
                 if probes == 1:
                     self.log(f"waiting for {name} to answer its health check ({last})")
-                self.sleep(1)
+                self.sleep(POLL_EVERY)
 
     def _check_port(self, port: int, allow: str) -> None:
         if self.ops.containers.inspect(allow) is not None:

@@ -45,7 +45,8 @@ class Containers(Protocol):
     def run(self, spec: ContainerSpec) -> Container:
         """Starts a container (`docker run`); a rejected run raises RemoteError."""
 
-    def stop_and_remove(self, name: str) -> None: ...
+    def stop_and_remove(self, name: str, grace: int) -> None:
+        """`docker stop` (SIGTERM, SIGKILL after `grace` s), then removes the container."""
 
     def port_holder(self, port: int) -> Optional[str]:
         """Who listens on the host's port already (a process line), or None."""

@@ -27,8 +27,8 @@ class SshContainers:
     def run(self, spec: ContainerSpec) -> Container:
         return docker.run(self.host, spec)
 
-    def stop_and_remove(self, name: str) -> None:
-        docker.stop_and_remove(self.host, name)
+    def stop_and_remove(self, name: str, grace: int) -> None:
+        docker.stop_and_remove(self.host, name, timeout=grace)
 
     def port_holder(self, port: int) -> Optional[str]:
         return docker.port_holder(self.host, port)
@@ -77,12 +77,15 @@ class SshProber:
 class HostJournal:
     def __init__(self, host: Host, app: str):
         self.host, self.dir = host, f"{STATE_DIR}/{app}"
+        self.made = False
 
     def read(self) -> Optional[str]:
         return self.host.read_file(f"{self.dir}/journal.json")
 
     def write(self, text: str) -> None:
-        self.host.run(["mkdir", "-p", "-m", "700", self.dir])
+        if not self.made:  # once per run (a round trip)
+            self.host.run(["mkdir", "-p", "-m", "700", self.dir])
+            self.made = True
         self.host.write_file(f"{self.dir}/journal.json", text, 0o600)
 
     def clear(self) -> None:

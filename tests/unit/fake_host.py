@@ -84,6 +84,8 @@ class FakeHost:
     locked: bool = False
     served: bool = False  # production served requests at some point
     adopt: bool = False  # the stack may take over an unlabelled container of the app
+    drains: bool = True  # nginx's old workers finish in time
+    graces: dict[str, int] = field(default_factory=dict)  # container -> seconds to SIGKILL it was given
 
     # -- what tests set up -------------------------------------------------------------
     def image(self, ref: str, behaviour: str = "healthy") -> "FakeHost":
@@ -151,8 +153,9 @@ class FakeHost:
         self._check()
         return c.view()
 
-    def stop_and_remove(self, name: str) -> None:
+    def stop_and_remove(self, name: str, grace: int) -> None:
         self._op(f"stop:{name}")
+        self.graces[name] = grace
         c = self.containers.pop(name, None)
         owner = c.labels.get("canary.stack") if c else None
         if c is not None and owner != self.stack and not (self.adopt and owner is None):
@@ -196,7 +199,7 @@ class _Router:
 
     def wait_drained(self, timeout: float) -> bool:
         self.h._op("drain")
-        return True
+        return self.h.drains
 
 
 class _Prober:

@@ -376,3 +376,22 @@ def test_a_report_that_cannot_be_drawn_does_not_fail_the_release(monkeypatch, tm
     c = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir=str(tmp_path), clock=r.h.now, sleep=r.h.sleep)
     assert c.reconcile(r.outputs).phase == "promoted"
     assert any("could not write the analysis report: a chart library bug" in line for line in r.lines)
+
+
+def test_a_drained_container_gets_a_short_stop_grace_an_undrained_one_the_full():
+    from canary.controller import DRAINED_STOP_GRACE, STOP_GRACE
+    r = at_v1("v2", "v3")
+    r.up("v2")
+    assert r.h.graces == {"odoo": DRAINED_STOP_GRACE, "odoo-canary": DRAINED_STOP_GRACE}
+    r.h.drains = False  # requests still in flight when drain_timeout ran out
+    r.up("v3")
+    assert r.h.graces == {"odoo": STOP_GRACE, "odoo-canary": STOP_GRACE}
+
+
+def test_a_health_wait_answers_as_soon_as_the_app_does():
+    r = at_v1("v2", v2="slow:7")  # listens after 7 failed health checks
+    r.h.clock = 0.0
+    r.up("v2")
+    inspects_while_waiting = r.h.clock  # fake time: 0.2 s per failed check
+    assert 1.3 <= inspects_while_waiting < 25  # (the analysis is scripted: no time)
+    assert any("odoo-canary is healthy (1.4s)" in line for line in r.lines), r.lines
