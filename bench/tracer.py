@@ -73,7 +73,9 @@ def command_kind(argv) -> str:
         return f"docker {argv[1]}"
     if argv[:2] == ["sh", "-c"] and len(argv) > 2:
         script = argv[2]
-        for needle, kind in (("nginx -t", "nginx test+reload"), ("shutting down", "nginx drain wait"),
+        for needle, kind in (("docker inspect --type container \"$id\"", "docker run+inspect"),
+                             ("docker stop -t", "docker stop+rm"), ("nginx -t", "nginx test+reload"),
+                             ("shutting down", "nginx drain wait"),
                              ("docker logs --since", "docker logs count"), ("stat -c %s", "access log size"),
                              ("tail -c", "access log read"), ("ss -Htlnp", "port check"),
                              ("journal.json", "journal remove")):
