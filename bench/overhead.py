@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import statistics
 import tempfile
 import time
 from contextlib import contextmanager
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from tests.e2e.harness import sh
+from canary.remote.ssh import Host, Target
+from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, sh
 
 from . import live, timeline
 
@@ -113,6 +115,27 @@ def _listening_at(name: str):
     return timeline.rfc3339(out[0]) if out else None
 
 
+def command_cost(n: int = 10) -> tuple[float, float]:
+    """Median seconds of one remote command (`true`) and of one SFTP read on the test
+    host: what each round trip of the update costs there (a host's shell start-up files
+    run for every command)."""
+    key = " ".join((TESTHOST_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+    host = Host(Target(BASE_CONFIG["host"], int(BASE_CONFIG["ssh_port"]), BASE_CONFIG["ssh_user"], key,
+                       (TESTHOST_DIR / "id_ed25519").read_text()))
+    try:
+        host.run(["true"])
+        return (statistics.median(_seconds(lambda: host.run(["true"])) for _ in range(n)),
+                statistics.median(_seconds(lambda: host.read_file("/etc/hostname")) for _ in range(n)))
+    finally:
+        host.close()
+
+
+def _seconds(fn) -> float:
+    start = time.monotonic()
+    fn()
+    return time.monotonic() - start
+
+
 def main(load: bool = True) -> None:
     print("Overhead: pulumi up of a promotion v1 -> v2 (one 20 s analysis step at 10 %, an app that "
           "starts in 3 s), by part")
@@ -120,7 +143,11 @@ def main(load: bool = True) -> None:
         os.environ.setdefault("CANARY_REPORT_DIR", str(Path(tmp) / "reports"))
         run = promotion(Path(tmp) / "overhead", load=load)
         live.reset_host()
+        command, sftp = command_cost()
     print(timeline.table(run, timeline.breakdown(run)))
+    shell = timeline.shell_commands_outside_analysis(run.records)
+    print(f"  one remote command costs {command:.3f}s on this test host (`true`, median), an SFTP read "
+          f"{sftp:.3f}s: the update ran {shell} commands outside the analysis, {shell * command:.1f}s")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,13 @@ def round_trips(records: list[dict], start: float, end: float) -> Counter:
     return c
 
 
+def shell_commands_outside_analysis(records: list[dict]) -> int:
+    """Remote commands (each one a shell on the host) of the provider, analysis excluded."""
+    analyses = [(r["start"], r["end"]) for r in records if r["what"] == "analysis"]
+    return sum(1 for r in records if r["proc"] == "provider" and r["what"] in ("ssh command", "ssh session")
+               and not any(a <= r["start"] <= b for a, b in analyses))
+
+
 def summary(run: Run, rows: list[Row]) -> dict:
     analysis = next((r.seconds for r in rows if r.part == STEPS["analysis"]), run.analysis_seconds)
     total = (run.cli[1] - run.start) if run.cli else run.end - run.start

@@ -172,17 +172,23 @@ PATCHES = {
 class _AfterImport(importlib.abc.MetaPathFinder):
     """Patches a module of PATCHES right after it was executed."""
 
+    _busy = threading.local()  # another finder that asks the others in turn asks us back
+
     def find_spec(self, name, path=None, target=None):
-        if name not in PATCHES:
+        if name not in PATCHES or getattr(self._busy, "name", None) == name:
             return None
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
-            if spec is not None and spec.loader is not None:
-                break
-        else:
-            return None
+        self._busy.name = name
+        try:
+            for finder in sys.meta_path:
+                if finder is self:
+                    continue
+                spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+                if spec is not None and spec.loader is not None:
+                    break
+            else:
+                return None
+        finally:
+            self._busy.name = None
         original = spec.loader.exec_module
 
         def exec_module(module):

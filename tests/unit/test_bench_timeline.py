@@ -63,3 +63,10 @@ def test_command_kinds_name_the_scripts():
     assert command_kind(["sh", "-c", nginx._WAIT_DRAINED, "sh", "1"]) == "nginx drain wait"
     assert command_kind(["docker", "inspect", "--type", "container", "odoo"]) == "docker inspect"
     assert command_kind(["docker", "image", "inspect", "x"]) == "docker image inspect"
+
+
+def test_shell_commands_outside_the_analysis():
+    records = [span("analysis", 5, 25), span("ssh command", 6, 7, "access log size"),
+               span("ssh command", 1, 2, "mkdir"), span("ssh session", 0, 1, "bash"),
+               span("sftp write", 3, 4, "journal.json")]
+    assert T.shell_commands_outside_analysis(records) == 2
