@@ -113,9 +113,8 @@ def attribute(start: float, end: float, spans: list[_Span]) -> dict[str, float]:
 
 def ready_times(records: list[dict], listening: dict[str, float]) -> dict[str, float]:
     """When each started container's app began to listen: its own log line where known,
-    else its start plus the start-up time measured on the others."""
-    started = {r["detail"]: rfc3339(r["started_at"]) for r in records
-               if r["what"] == "docker run" and r.get("started_at")}
+    else the end of its `docker run` plus the time from there measured on the others."""
+    started = {r["detail"]: r["end"] for r in records if r["what"] == "docker run"}
     known = {n: t - started[n] for n, t in listening.items() if n in started}
     delay = sum(known.values()) / len(known) if known else None
     ready = dict(listening)

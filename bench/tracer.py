@@ -94,10 +94,6 @@ def _path_detail(self, path, *a, **k):
     return os.path.basename(str(path))
 
 
-def _started_at(container):
-    return {"started_at": getattr(container, "started_at", "")} if container is not None else {}
-
-
 # -- the modules and what is traced in each -----------------------------------------------------
 def _patch_ssh(m):
     _wrap(m.Host, "_connect", "ssh connect")
@@ -113,7 +109,7 @@ def _patch_lock(m):
 
 
 def _patch_docker(m):
-    _wrap(m, "run", "docker run", lambda host, spec: spec.name, _started_at)
+    _wrap(m, "run", "docker run", lambda host, spec: spec.name)
     _wrap(m, "stop_and_remove", "docker stop+rm", lambda host, name, *a, **k: name)
     _wrap(m, "inspect", "docker inspect", lambda host, name: name)
 

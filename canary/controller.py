@@ -30,41 +30,34 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-
 from . import plan as P
 from . import redact
-from .analysis import report, runner
+from .analysis import report
 from .analysis.verdict import FAIL, INCONCLUSIVE
+from .errors import DeployError, rolled_back_before
+from .host import Container, HostOps, Split
 from .notify import Notifier
-from .remote import docker, nginx
-from .remote.lock import HostLock
-from .remote.ssh import Host
-from .remote import STATE_DIR
-from .render import lock_file, split_config
+from .phases import Outcome, Phase, rule, transition
+from .remote.ssh import RemoteError
+from .render import split_config
 from .spec import ReleaseSpec
-
-OUTPUT_KEYS = ("phase", "production_image", "production_revision", "previous_image",
-               "previous_revision", "production_running", "canary_image", "canary_revision", "canary_weight",
-               "passed_weight", "failed_image", "failed_revision", "failure_reason", "message",
-               "analysis")
-
+from .status import OUTPUT_KEYS, ReleaseStatus
 
 # An app that answers its health path with errors this long (s) is not "starting".
 BAD_ANSWERS_GRACE = 15
 
-
-class DeployError(Exception):
-    """The update cannot go on; the host is left serving production."""
+REFRESH_MESSAGES = {Outcome.CANARY_GONE: "the canary was removed outside Pulumi",
+                    Outcome.CANARY_FOUND: "a canary runs that the stack did not record (interrupted update?)"}
 
 
 @dataclass
 class HostState:
-    production: Optional[docker.Container]
-    canary: Optional[docker.Container]
-    split: Optional[nginx.Split]
+    production: Optional[Container]
+    canary: Optional[Container]
+    split: Optional[Split]
 
 
-def _revision(c: Optional[docker.Container], spec: ReleaseSpec, revision: str) -> Optional[str]:
+def _revision(c: Optional[Container], spec: ReleaseSpec, revision: str) -> Optional[str]:
     if c is None:
         return None
     rev = c.labels.get("canary.revision")
@@ -74,7 +67,7 @@ def _revision(c: Optional[docker.Container], spec: ReleaseSpec, revision: str) -
     return revision if c.image in (spec.image, spec.ref) else f"{c.image}#adopted"
 
 
-def _shown(c: Optional[docker.Container]) -> Optional[str]:
+def _shown(c: Optional[Container]) -> Optional[str]:
     """The image a container runs as outputs show it: the tag it was started for (a
     container runs a registry image by digest)."""
     if c is None:
@@ -82,30 +75,16 @@ def _shown(c: Optional[docker.Container]) -> Optional[str]:
     return c.labels.get("canary.image") or c.image
 
 
-def blocked_message(image: str, reason: str) -> str:
-    return (f"{image} was rolled back: {reason}. Change image_tag, or set "
-            "`pulumi config set retry true` to analyse it again.")
-
-
-def recorded_from(outputs: dict) -> P.Recorded:
-    """The release's recorded outputs as plan.py reads them ("" stands for none)."""
-    get = lambda k: outputs.get(k) or None  # noqa: E731
-    return P.Recorded(
-        phase=get("phase") or P.STABLE, previous_revision=get("previous_revision"),
-        canary_revision=get("canary_revision"), canary_weight=int(get("canary_weight") or 0),
-        passed_weight=int(get("passed_weight") or 0), failed_revision=get("failed_revision"),
-        failure_reason=get("failure_reason"))
-
-
 def _image_of(revision: Optional[str]) -> Optional[str]:
     return revision.split("#", 1)[0] if revision else None
 
 
 class Controller:
-    def __init__(self, host: Host, spec: ReleaseSpec, log: Callable[[str], None],
+    def __init__(self, ops: HostOps, spec: ReleaseSpec, log: Callable[[str], None],
                  revision: Optional[str] = None, notifier: Optional[Notifier] = None,
-                 force_token: str = ""):
-        self.host, self.spec, self.log = host, spec, log
+                 force_token: str = "", report_dir: Optional[str] = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self.ops, self.spec, self.log = ops, spec, log
         # canary:force_token from the stack config (not a spec input: never in the state);
         # it reaches the host only inside the split file, written mode 600.
         self.force_token = force_token
@@ -113,17 +92,28 @@ class Controller:
         # The spec's own revision, unless the caller knows it better (a refresh only has
         # the recorded spec, without the container env the revision digests).
         self.desired_revision = revision or spec.revision
-        self.state: dict = {}
+        self.status = ReleaseStatus()
+        self.kind = P.NOOP  # the action being carried out
         self.promoting = False
         self.production_problem: Optional[str] = None  # why production was not healthy
         # Analysis reports (JSON + HTML) go here, on the machine running Pulumi.
-        self.report_dir = os.environ.get("CANARY_REPORT_DIR", "reports")
+        self.report_dir = os.environ.get("CANARY_REPORT_DIR", "reports") if report_dir is None else report_dir
+        self.clock, self.sleep = clock, sleep
+        self.steps: dict[str, Callable[[P.Action, HostState, P.Observed], None]] = {
+            P.NOOP: self._noop, P.BLOCKED: self._blocked, P.DEPLOY: self._deploy,
+            P.RESTORE: self._restore, P.HALT: self._halt, P.CLEANUP: self._cleanup,
+            P.ABORT: self._abort, P.REPLACE: self._replace, P.PROMOTE: self._promote,
+            P.ROUTE: self._route, P.ANALYSE: self._analyse}
+
+    @property
+    def canary_name(self) -> str:
+        return f"{self.spec.app}-canary"
 
     # -- observation ------------------------------------------------------------------
     def observe(self) -> HostState:
-        return HostState(production=docker.inspect(self.host, self.spec.app),
-                         canary=docker.inspect(self.host, self.canary_name),
-                         split=nginx.read(self.host, self.spec.split.split_path))
+        c = self.ops.containers
+        return HostState(production=c.inspect(self.spec.app), canary=c.inspect(self.canary_name),
+                         split=self.ops.router.read())
 
     def observed(self, h: HostState, check_health: bool = False) -> P.Observed:
         production_healthy = canary_healthy = None
@@ -140,10 +130,6 @@ class Controller:
             split_weight=h.split.weight if h.split else None,
             production_healthy=production_healthy, canary_healthy=canary_healthy)
 
-    @property
-    def canary_name(self) -> str:
-        return f"{self.spec.app}-canary"
-
     def journaled(self, recorded: dict) -> dict:
         """The recorded outputs, updated by the host's journal of this stack: it is newer
         when an update was interrupted after it acted and before Pulumi saved its outputs."""
@@ -157,43 +143,35 @@ class Controller:
         h = self.observe()
         o = self.observed(h)
         recorded = self.journaled(recorded)
-        out = dict(recorded)
-        out["production_revision"] = o.production_revision
-        out["production_image"] = _shown(h.production)
-        out["canary_revision"] = o.canary_revision
-        out["canary_image"] = _shown(h.canary)
-        out["canary_weight"] = h.split.weight if h.split else 0
-        out["production_running"] = o.production_running
-        phase = recorded.get("phase")
-        if h.canary is None and h.split is None and phase in P.HELD_PHASES:
-            out["phase"] = P.ABORTED
-            out["message"] = "the canary was removed outside Pulumi"
-        elif (h.canary is not None or h.split is not None) and phase not in P.HELD_PHASES:
-            out["phase"] = P.INTERRUPTED
-            out["message"] = "a canary runs that the stack did not record (interrupted update?)"
+        status = ReleaseStatus.from_outputs(recorded).with_(
+            production_revision=o.production_revision, production_image=_shown(h.production),
+            canary_revision=o.canary_revision, canary_image=_shown(h.canary),
+            canary_weight=h.split.weight if h.split else 0, production_running=o.production_running)
+        outcome = Outcome.CANARY_GONE if h.canary is None and h.split is None else Outcome.CANARY_FOUND
+        corrected = rule(status.phase, "refresh", outcome)
+        if corrected is not None:
+            status = status.with_(phase=corrected, message=REFRESH_MESSAGES[outcome])
         if h.production is not None and not h.production.running:
-            out["message"] = f"the production container is {h.production.status}"
-        return out
+            status = status.with_(message=f"the production container is {h.production.status}")
+        return {**recorded, **status.to_outputs()}
 
     # -- the update -------------------------------------------------------------------
-    def reconcile(self, recorded: dict) -> dict:
+    def reconcile(self, recorded: dict) -> ReleaseStatus:
         holder = f"stack {self.spec.stack} ({getpass.getuser()}@{socket.gethostname()}) since {time.strftime('%H:%M:%S')}"
-        with HostLock(self.host, lock_file(self.spec.app), holder):
-            recorded = self.journaled(recorded)
-            self.state = {k: recorded.get(k) for k in OUTPUT_KEYS}
-            self.state["analysis"] = recorded.get("analysis") or {}
+        with self.ops.lock(holder):
+            self.status = ReleaseStatus.from_outputs(self.journaled(recorded))
             h = self.observe()
             self._check_ownership(h)
             o = self.observed(h, check_health=True)
-            r = recorded_from(recorded)
             d = P.Desired(revision=self.spec.revision, steps=self.spec.steps,
                           auto_promote=self.spec.auto_promote, retry=self.spec.retry,
                           promote=self.spec.promote)
-            action = P.plan(d, r, o)
+            action = P.plan(d, self.status.recorded(), o)
+            self.kind = action.kind
             self.log(f"{self.spec.app}: {action.kind}" + (f" ({action.reason})" if action.reason else ""))
             self._journal(action.kind)
             try:
-                getattr(self, "_" + action.kind)(action, h, o)
+                self.steps[action.kind](action, h, o)
             except Exception:
                 # Never leave a half-started canary serving users: production keeps the
                 # traffic (a failed promotion handles its own state, see there).
@@ -201,14 +179,14 @@ class Controller:
                     self._best_effort(self._remove_canary)
                 raise
             self._journal("done")
-            return dict(self.state)
+            return self.status
 
     def _check_ownership(self, h: HostState) -> None:
         for c in (h.production, h.canary):
             if c is not None:
                 self._check_owned(c)
 
-    def _check_owned(self, c: docker.Container) -> None:
+    def _check_owned(self, c: Container) -> None:
         owner = c.labels.get("canary.stack")
         if owner and owner != self.spec.stack:
             raise DeployError(f"container {c.name} on this host is managed by stack {owner!r}, "
@@ -220,56 +198,55 @@ class Controller:
 
     def _remove_container(self, name: str) -> None:
         """Stops and removes one of the app's containers, if this stack may."""
-        c = docker.inspect(self.host, name)
+        c = self.ops.containers.inspect(name)
         if c is None:
             return
         self._check_owned(c)
         self.log(f"stopping and removing container {name} ({c.image})")
-        docker.stop_and_remove(self.host, name)
+        self.ops.containers.stop_and_remove(name)
 
     def destroy(self) -> None:
-        with HostLock(self.host, lock_file(self.spec.app), f"stack {self.spec.stack} destroy"):
+        with self.ops.lock(f"stack {self.spec.stack} destroy"):
             h = self.observe()
             for c in (h.canary, h.production):
                 owner = c.labels.get("canary.stack") if c else None
                 if owner and owner != self.spec.stack:
                     raise DeployError(f"container {c.name} on this host is managed by stack {owner!r}: "
                                       "refusing to remove the app's split file and containers")
-            nginx.remove(self.host, self.spec.split.split_path)
+            self.ops.router.remove()
             for c in (h.canary, h.production):
                 if c is None:
                     continue
                 if c.labels.get("canary.stack") != self.spec.stack:
                     self.log(f"leaving container {c.name} ({c.image}): this stack did not start it")
                     continue
-                docker.stop_and_remove(self.host, c.name)
+                self.ops.containers.stop_and_remove(c.name)
             # The nginx site's backup of an adopted site stays: the site puts it back.
-            app_dir = f"{STATE_DIR}/{self.spec.app}"
-            self.host.sh('rm -f "$1"/*.env "$1"/journal.json', app_dir, check=False)
+            self.ops.journal.clear()
 
-    # -- actions (named after plan's kinds) ---------------------------------------------
+    # -- steps (one per plan kind); each ends by recording its outcome -------------------
     def _noop(self, action, h, o):
-        if o.production_revision == self.desired_revision and self.state.get("phase") not in (
-                P.PROMOTED, P.STABLE):
-            self._set(phase=P.STABLE, message=f"production runs {self.spec.image}")
+        in_sync = o.production_revision == self.desired_revision
+        if in_sync and self.status.phase not in (Phase.PROMOTED, Phase.STABLE):
+            self._record(Outcome.IN_SYNC, message=f"production runs {self.spec.image}")
         self._set_production(o.production_revision, _shown(h.production))
 
     def _blocked(self, action, h, o):
         if action.cleanup:
             self._remove_canary()
-        raise DeployError(blocked_message(self.spec.image, action.reason))
+        raise rolled_back_before(self.spec.image, action.reason)
 
     def _deploy(self, action, h, o):
         self._check_port(self.spec.stable_port, allow=self.spec.app)
         self._start("production")
         self._remove_canary()
-        self._no_canary(phase=P.PROMOTED, message=f"deployed {self.spec.image} to production")
+        self._record(Outcome.DONE, no_canary=True, message=f"deployed {self.spec.image} to production")
         self._set_production(self.spec.revision)
 
     def _restore(self, action, h, o):
         self._replace_production_behind_canary(_shown(h.canary))
-        self._no_canary(phase=P.STABLE, message=f"production was not healthy: {self.spec.image} "
-                                                "restored behind the canary, which then was removed")
+        self._record(Outcome.DONE, no_canary=True, message=f"production was not healthy: {self.spec.image} "
+                                                           "restored behind the canary, which then was removed")
         self._set_production(self.spec.revision)
 
     def _halt(self, action, h, o):
@@ -279,13 +256,13 @@ class Controller:
 
     def _cleanup(self, action, h, o):
         self._remove_canary()
-        self._no_canary(phase=P.STABLE, message=action.reason)
+        self._record(Outcome.DONE, no_canary=True, message=action.reason)
         self._set_production(o.production_revision, _shown(h.production))
 
     def _abort(self, action, h, o):
         self._remove_canary()
-        self._no_canary(phase=P.ABORTED, message=f"canary {_shown(h.canary)} removed by "
-                                                 "hand (canary_percentage 0)")
+        self._record(Outcome.DONE, no_canary=True, message=f"canary {_shown(h.canary)} removed by "
+                                                           "hand (canary_percentage 0)")
 
     def _replace(self, action, h, o):
         """To the desired revision without analysis: a temporary canary carries the
@@ -301,8 +278,8 @@ class Controller:
     def _route(self, action, h, o):
         weight = action.steps[0]
         self._route_to_canary(weight)
-        self._set(phase=P.HOLDING, canary_weight=weight,
-                  message=f"holding {self.spec.image} at {weight}% (passed at {self.state.get('passed_weight')}%)")
+        self._record(Outcome.DONE, canary_weight=weight, message=f"holding {self.spec.image} at {weight}% "
+                                                                 f"(passed at {self.status.passed_weight}%)")
 
     def _analyse(self, action, h, o):
         if not action.reuse_canary:
@@ -311,11 +288,11 @@ class Controller:
         else:
             self.log(f"reusing the running canary {h.canary.id if h.canary else ''}")
         self._set(canary_revision=self.spec.revision, canary_image=self.spec.image)
-        passed = int(self.state.get("passed_weight") or 0) if action.reuse_canary else 0
+        passed = self.status.passed_weight if action.reuse_canary else 0
         for weight in action.steps:
             self._route_to_canary(weight)
             self._set(canary_weight=weight)
-            result = runner.analyse(self.host, self.spec, weight, self.log)
+            result = self.ops.prober.analyse(weight, self.log)
             summary = result.summary()
             self._set(analysis=summary)
             self._report(summary)
@@ -323,9 +300,9 @@ class Controller:
                 self._rollback(result.verdict.reason)
                 return
             if result.verdict.status == INCONCLUSIVE:
-                self._set(phase=P.INCONCLUSIVE, passed_weight=passed,
-                          message=f"holding {self.spec.image} at {weight}%: {result.verdict.reason}")
-                self.notify.send("inconclusive", self.state["message"], summary)
+                self._record(Outcome.INCONCLUSIVE, passed_weight=passed,
+                             message=f"holding {self.spec.image} at {weight}%: {result.verdict.reason}")
+                self.notify.send("inconclusive", self.status.message, summary)
                 return
             passed = weight
             self._set(passed_weight=passed)
@@ -333,19 +310,22 @@ class Controller:
         if self.spec.auto_promote:
             self._promote_running_canary(h, o, reason=f"passed its analysis at {passed}%")
         else:
-            self._set(phase=P.HOLDING, message=f"holding {self.spec.image} at {passed}% for manual "
+            self._record(Outcome.HELD, message=f"holding {self.spec.image} at {passed}% for manual "
                                                "promotion (auto_promote is false)")
-            self.notify.send("holding", self.state["message"], self.state.get("analysis"))
+            self.notify.send("holding", self.status.message, self.status.analysis)
 
     # -- procedures -----------------------------------------------------------------------
-    def _start(self, role: str) -> docker.Container:
+    def _start(self, role: str) -> Container:
         spec = self.spec.container(role)
-        if not docker.image_exists(self.host, spec.image):
+        if not self.ops.containers.image_exists(spec.image):
             raise DeployError(f"image {spec.image} is not on the host (docker images | grep "
                               f"{self.spec.repository})")
         self.log(f"starting {role} container {spec.name} ({self.spec.image}"
                  f"{' ' + self.spec.digest[:19] if self.spec.digest else ''}) on port {spec.host_port}")
-        container = docker.run(self.host, spec)
+        try:
+            container = self.ops.containers.run(spec)
+        except RemoteError as err:  # Docker refused it (a mount, a port...): the release failed
+            raise DeployError(f"docker run of {spec.name} was rejected: {err}") from None
         self._wait_healthy(spec.name, spec.host_port)
         return container
 
@@ -362,7 +342,7 @@ class Controller:
             return True
         except DeployError as err:
             self._set(analysis={"decision": "fail", "reason": str(err), "weight": 0})
-            self._report(self.state["analysis"])  # a canary that never started has a report too
+            self._report(self.status.analysis)  # a canary that never started has a report too
             self._rollback(str(err))
             return False
 
@@ -375,11 +355,11 @@ class Controller:
             self._set(previous_revision=previous, previous_image=_shown(h.production) or _image_of(previous))
         self._journal("promoting")
         self._replace_production_behind_canary(self.spec.image)
-        self._no_canary(phase=P.PROMOTED, message=f"promoted {self.spec.image}: {reason}")
+        self._record(Outcome.DONE, no_canary=True, message=f"promoted {self.spec.image}: {reason}")
         self._set_production(self.spec.revision)
         self._journal("promoted")
-        self.log(f"promoted {self.spec.image}; {self.state.get('previous_image') or 'nothing'} before it")
-        self.notify.send("promoted", self.state["message"], self.state.get("analysis"))
+        self.log(f"promoted {self.spec.image}; {self.status.previous_image or 'nothing'} before it")
+        self.notify.send("promoted", self.status.message, self.status.analysis)
 
     def _replace_production_behind_canary(self, canary_image: str) -> None:
         """The running canary carries every request while production is replaced by the
@@ -404,13 +384,14 @@ class Controller:
 
     def _rollback(self, reason: str) -> None:
         # Recorded before anything else: a log line to a killed CLI already fails.
-        self._no_canary(phase=P.ROLLED_BACK, failed_revision=self.spec.revision, failed_image=self.spec.image,
-                        failure_reason=reason, message=f"rolled back {self.spec.image}: {reason}")
+        self._record(Outcome.FAILED, no_canary=True, failed_revision=self.spec.revision,
+                     failed_image=self.spec.image, failure_reason=reason,
+                     message=f"rolled back {self.spec.image}: {reason}")
         self._journal("rolling_back")
         self.log(f"ROLLING BACK {self.spec.image}: {reason}")
         self._remove_canary()
-        self.notify.send("rolled_back", f"{self.state['message']}. Production is unchanged.",
-                         self.state.get("analysis"))
+        self.notify.send("rolled_back", f"{self.status.message}. Production is unchanged.",
+                         self.status.analysis)
 
     def _remove_canary(self) -> None:
         """Traffic back to production first; the canary stops after nginx drained.
@@ -426,19 +407,19 @@ class Controller:
         if reason:
             raise DeployError(f"production ({self.spec.app}) is not healthy ({reason}): the canary "
                               f"{self.canary_name} and the traffic split stay as they are")
-        nginx.remove(self.host, self.spec.split.split_path)
+        self.ops.router.remove()
         self._drain()
         if h.canary is not None:
             self._remove_container(self.canary_name)
 
     def _drain(self) -> None:
-        nginx.wait_drained(self.host, self.spec.drain_timeout)
+        self.ops.router.wait_drained(self.spec.drain_timeout)
 
     def _route_to_canary(self, weight: int, canary_image: Optional[str] = None) -> None:
         self.log(f"routing {weight}% of new clients to the canary")
-        nginx.install(self.host, self.spec.split.split_path,
-                      split_config(self.spec.split, weight, canary_image or self.spec.image, self.force_token),
-                      mode=0o600 if self.force_token else 0o644)
+        self.ops.router.install(
+            split_config(self.spec.split, weight, canary_image or self.spec.image, self.force_token),
+            mode=0o600 if self.force_token else 0o644)
 
     def _wait_healthy(self, name: str, port: int) -> None:
         problem = self._health_problem(name, port)
@@ -457,28 +438,27 @@ class Controller:
         An app that does not listen yet is given `startup_timeout` (Odoo takes seconds);
         one that listens but keeps answering errors for BAD_ANSWERS_GRACE is failed then.
         """
-        start = time.monotonic()
+        start = self.clock()
         deadline = start + self.spec.startup_timeout
         threshold = self.spec.analysis.thresholds.error_threshold
         probes = failures = 0
         first_bad_answer: Optional[float] = None
-        with self.host.forward(port) as local, runner.app_session() as session:
+        with self.ops.prober.health(port) as probe:
             while True:
-                c = docker.inspect(self.host, name)
+                c = self.ops.containers.inspect(name)
                 if c is None:
                     return f"there is no container {name}"
                 if not c.running:
-                    tail = self.host.run(["docker", "logs", "--tail", "5", name], check=False)
-                    return (f"container {name} exited before it became healthy: "
-                            f"{(tail[1] + tail[2]).strip()[-300:]}")
-                ok, _, last = runner.probe(session, f"http://127.0.0.1:{local}{self.spec.health_path}", 5)
+                    tail = self.ops.containers.logs_tail(name, 5)
+                    return f"container {name} exited before it became healthy: {tail.strip()[-300:]}"
+                ok, last = probe()
                 probes += 1
                 if ok:
                     if not quiet:
-                        self.log(f"{name} is healthy ({time.monotonic() - start:.1f}s)")
+                        self.log(f"{name} is healthy ({self.clock() - start:.1f}s)")
                     return None
                 failures += 1
-                now = time.monotonic()
+                now = self.clock()
                 answered = last.isdigit()
                 first_bad_answer = (first_bad_answer or now) if answered else None
                 if now >= deadline or (first_bad_answer and now - first_bad_answer >= BAD_ANSWERS_GRACE):
@@ -487,13 +467,12 @@ class Controller:
                             f"rate, threshold {threshold:g}%) in {now - start:.0f}s; last answer: {last}")
                 if probes == 1:
                     self.log(f"waiting for {name} to answer its health check ({last})")
-                time.sleep(1)
+                self.sleep(1)
 
     def _check_port(self, port: int, allow: str) -> None:
-        c = docker.inspect(self.host, allow)
-        if c is not None:
+        if self.ops.containers.inspect(allow) is not None:
             return  # ours: it is replaced
-        holder = docker.port_holder(self.host, self.spec.bind_address, port)
+        holder = self.ops.containers.port_holder(port)
         if holder:
             raise DeployError(f"port {port} on the host is already taken ({holder.split()[-1][:120]}); "
                               f"free it or choose another port in the stack config")
@@ -506,7 +485,7 @@ class Controller:
                                 outcome=summary["decision"],
                                 threshold=self.spec.analysis.thresholds.error_threshold)
             self.log(f"analysis report: {path} (and .html)")
-        except OSError as err:
+        except Exception as err:  # a report is evidence for people: never a reason to fail the release
             self.log(f"could not write the analysis report: {err}")
 
     def _best_effort(self, fn) -> None:
@@ -515,6 +494,7 @@ class Controller:
         except Exception as err:  # the original error is the one to report
             self.log(f"cleanup failed too: {err}")
 
+    # -- the status ---------------------------------------------------------------------------
     def _set_production(self, revision: Optional[str], image: Optional[str] = None) -> None:
         if revision == self.spec.revision:
             image = self.spec.image  # the same digest and spec under the configured tag
@@ -523,33 +503,26 @@ class Controller:
         self._set(production_revision=revision, production_image=image,
                   production_running=revision is not None)
 
-    def _set(self, **values) -> None:
-        self.state.update(values)
+    def _set(self, **changes) -> None:
+        self.status = self.status.with_(**changes)
 
-    def _no_canary(self, **values) -> None:
-        self._set(canary_revision=None, canary_image=None, canary_weight=0, passed_weight=0, **values)
+    def _record(self, outcome: Outcome, no_canary: bool = False, **changes) -> None:
+        """The step's outcome: the phase table says the new phase."""
+        phase = transition(self.status.phase, self.kind, outcome)
+        self.status = (self.status.without_canary if no_canary else self.status.with_)(phase=phase, **changes)
 
     # -- the journal on the host ---------------------------------------------------------
-    @property
-    def _journal_path(self) -> str:
-        return f"{STATE_DIR}/{self.spec.app}/journal.json"
-
     def _journal(self, step: str) -> None:
-        record = {k: v for k, v in self.state.items() if k != "analysis"}
-        analysis = self.state.get("analysis")
-        if isinstance(analysis, dict):
-            record["analysis"] = {k: v for k, v in analysis.items() if k != "series"}
         entry = {"stack": self.spec.stack, "image": self.spec.image, "revision": self.spec.revision,
                  "step": step, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "record": redact.current().value(record)}
-        self.host.run(["mkdir", "-p", "-m", "700", f"{STATE_DIR}/{self.spec.app}"])
-        self.host.write_file(self._journal_path, json.dumps(entry) + "\n", 0o600)
+                 "record": redact.current().value(self.status.journal_record())}
+        self.ops.journal.write(json.dumps(entry) + "\n")
 
     def _read_journal(self) -> dict:
-        text = self.host.read_file(self._journal_path)
+        text = self.ops.journal.read()
         try:
             entry = json.loads(text) if text else {}
         except ValueError:
-            self.log(f"ignoring an unreadable journal {self._journal_path}")
+            self.log("ignoring an unreadable journal of this app on the host")
             return {}
         return entry if isinstance(entry, dict) else {}

@@ -28,14 +28,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from .phases import HELD_PHASES, Phase
+
 DEPLOY, NOOP, CLEANUP, BLOCKED, REPLACE, ABORT, ROUTE, PROMOTE, ANALYSE, RESTORE, HALT = (
     "deploy", "noop", "cleanup", "blocked", "replace", "abort", "route", "promote", "analyse",
     "restore", "halt")
 
-# Phases recorded in the stack (output `phase`).
+# The phases recorded in the stack (output `phase`): see phases.py.
 STABLE, HOLDING, PROMOTED, ROLLED_BACK, ABORTED, INCONCLUSIVE, INTERRUPTED = (
-    "stable", "holding", "promoted", "rolled_back", "aborted", "inconclusive", "interrupted")
-HELD_PHASES = (HOLDING, INCONCLUSIVE)
+    Phase.STABLE, Phase.HOLDING, Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.INCONCLUSIVE,
+    Phase.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Desired:
 
 @dataclass(frozen=True)
 class Recorded:
-    phase: str = STABLE
+    phase: Phase = STABLE
     previous_revision: Optional[str] = None
     canary_revision: Optional[str] = None
     canary_weight: int = 0

@@ -3,7 +3,7 @@ release (containers, split, analysis) -> verdict, and the stack outputs."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -12,30 +12,24 @@ from pulumi.runtime.config import get_config, is_config_secret
 
 from . import docker_resources, render
 from .config import ConfigError, load
+from .config_fields import SECRET_KEYS, decoded
 from .provider import Release, Verdict
+from .planned import describe
 from .spec import ReleaseSpec
+from .status import EXPORTED, RECORD_KEYS, ReleaseStatus
 
 NAMESPACE = "canary"
-STRUCTURED = ("env", "canary_env", "volumes", "canary_volumes", "canary_steps")
 
 
 def _raw(key: str) -> Any:
     """A config value as stored: text, or parsed JSON for the structured keys."""
-    value = get_config(f"{NAMESPACE}:{key}")
-    if value is not None and key in STRUCTURED and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value  # reported by the validation, naming the key
-    return value
+    return decoded(key, get_config(f"{NAMESPACE}:{key}"))
 
 
 def main() -> None:
     stack = pulumi.get_stack()
     try:
-        s = load(_raw, stack, frozenset(k for k in ("env", "canary_env", "force_token", "metric_command",
-                                                  "registry_password")
-                                        if is_config_secret(f"{NAMESPACE}:{k}")))
+        s = load(_raw, stack, frozenset(k for k in SECRET_KEYS if is_config_secret(f"{NAMESPACE}:{k}")))
     except ConfigError as err:
         # Before any resource exists: nothing reaches the host.
         raise pulumi.RunError(str(err)) from None
@@ -65,23 +59,40 @@ def main() -> None:
     env["metric_command"] = pulumi.Output.secret(metric) if s.metric_command_is_secret else metric
     first = s.steps[0]
     preview = render.split_preview(s, first) if first else ""  # force token as a placeholder
+    planned = _planned(replace(ReleaseSpec.from_settings(s), digest=digest))
     release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,
-                      opts=pulumi.ResourceOptions(depends_on=[site, *ready]))
+                      planned=planned, opts=pulumi.ResourceOptions(depends_on=[site, *ready]))
     Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
 
-    pulumi.export("phase", release.phase)
+    for key in EXPORTED:
+        output = getattr(release, key)
+        pulumi.export(key, output.apply(_summary) if key == "analysis" else output)
     pulumi.export("image", s.full_image)
     pulumi.export("image_digest", digest)
-    pulumi.export("production_image", release.production_image)
     pulumi.export("production_digest", release.production_revision.apply(docker_resources.digest_of))
-    pulumi.export("previous_image", release.previous_image)
     pulumi.export("previous_tag", release.previous_image.apply(_tag_of))
-    pulumi.export("canary_image", release.canary_image)
-    pulumi.export("canary_weight", release.canary_weight)
-    pulumi.export("failed_image", release.failed_image)
-    pulumi.export("failure_reason", release.failure_reason)
-    pulumi.export("message", release.message)
-    pulumi.export("analysis", release.analysis.apply(_summary))
+    pulumi.export("planned", planned)
+    # What the next preview plans from (secret: it holds the stack's revision key).
+    pulumi.export("release_record", pulumi.Output.secret(pulumi.Output.all(
+        *[getattr(release, k) for k in RECORD_KEYS], release.revision_key).apply(
+            lambda values: dict(zip((*RECORD_KEYS, "revision_key"), values)))))
+
+
+def _planned(spec: ReleaseSpec) -> pulumi.Output[str]:
+    """What this update will do, in words (preview and the PR comment show it): plan.py
+    asked with the stack's last record, read back through a reference to this stack."""
+    org = pulumi.get_organization() or "organization"  # (a DIY backend's one organization)
+    me = pulumi.StackReference(f"{org}/{pulumi.get_project()}/{pulumi.get_stack()}")
+
+    def words(args: list) -> str:
+        record, phase = args
+        if not record:
+            return (describe(spec, None) if not phase else "the planned action shows from the next update on "
+                    "(the stack's record predates it)")
+        return describe(spec.keyed(record.get("revision_key") or ""), ReleaseStatus.from_outputs(record))
+    # The record is secret (the revision key); the words are not.
+    return pulumi.Output.unsecret(pulumi.Output.all(me.get_output("release_record"), me.get_output("phase"))
+                                  .apply(words))
 
 
 def _tag_of(image: Any) -> str:

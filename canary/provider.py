@@ -18,64 +18,36 @@ Verdict fails `pulumi up`, with the reason, when the release's phase is rolled_b
 from __future__ import annotations
 
 import functools
-import os
-import re
-import socket
 import sys
-import threading
-import time
 from typing import Any, Optional
 
 import pulumi
 from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
                             ResourceProvider, UpdateResult)
 
+from . import engine_log
 from . import plan as P
 from . import redact
 from .config import ConfigError, load_force_token, load_target
-from .controller import OUTPUT_KEYS, Controller, DeployError, blocked_message, recorded_from
+from .controller import Controller
+from .engine_watch import exit_with_engine
+from .errors import CanaryError, DeployError, rolled_back_before
 from .notify import Notifier
+from .phases import Phase
+from .planned import action_for
+from .remote.over_ssh import over_ssh
 from .remote.ssh import Host
 from .spec import ReleaseSpec, new_revision_key
+from .status import OUTPUT_KEYS, ReleaseStatus
 
 _SECRET_FREE = ("env", "canary_env")
 
 
-def _say(message: str) -> None:
-    # The engine shows each line a dynamic provider prints while the step runs.
-    print(f"[{time.strftime('%H:%M:%S')}] {redact.current().text(message)}", flush=True)
+_say = engine_log.say  # progress lines, shown under the release (engine_log.py)
 
-
-def _exit_with_engine() -> None:
-    """A provider whose CLI died must not go on acting on the host.
-
-    The engine starts `python -m pulumi.dynamic ENGINE_ADDRESS` through a launcher
-    script that stays its parent, so the engine's death does not orphan this process.
-    Like Pulumi's Go plugins (rpcutil.Healthcheck), it watches the engine's address:
-    refused connections mean the CLI is gone. Exiting closes the SSH connection, which
-    releases the host lock."""
-    address = next((a for a in sys.argv[1:] if re.fullmatch(r"[\w.-]+:\d+", a)), None)
-    parent = os.getppid()
-
-    def engine_gone() -> bool:
-        if address is None:
-            return False
-        host, port = address.rsplit(":", 1)
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-            return False
-        except ConnectionRefusedError:
-            return True
-        except OSError:
-            return False  # a slow engine is not a dead one
-
-    def watch():
-        while True:
-            time.sleep(1)
-            if os.getppid() != parent or engine_gone():
-                os._exit(3)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-engine").start()
+# The release's type token, as the SDK names a dynamic resource (the program builds the
+# release's URN from it, so progress lines can name the resource).
+RELEASE_TYPE = "pulumi-python:dynamic/canary:Release"
 
 
 def _spec_inputs(props: dict) -> dict:
@@ -107,49 +79,36 @@ def _with_key(spec_inputs: dict, olds: dict) -> tuple[dict, dict]:
     return spec_inputs, {**olds, **{k: spec.canonical(olds[k]) for k in _REVISIONS if olds.get(k)}}
 
 
-def _masked(method):
-    """Errors leave the provider with every configured secret masked."""
+def _reported(method):
+    """Errors leave the provider with every configured secret masked. A user error
+    (CanaryError) is reported as its message alone; any other exception is a bug and
+    keeps its traceback. (The dynamic provider server formats the exception it catches
+    with traceback.format_exc(), which honours sys.tracebacklimit at that moment.)"""
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
         try:
-            return method(*args, **kwargs)
-        except Exception as err:
+            result = method(*args, **kwargs)
+        except CanaryError as err:
+            sys.tracebacklimit = 0
             text = redact.current().text(str(err))
             if text == str(err):
                 raise
             raise DeployError(text) from None
+        except Exception as err:
+            if hasattr(sys, "tracebacklimit"):
+                del sys.tracebacklimit
+            text = redact.current().text(str(err))
+            if text == str(err):
+                raise
+            raise RuntimeError(text).with_traceback(err.__traceback__) from None
+        return result
     return wrapper
 # ----------------------------------------------------------------------------------------------
 
 
-def _outputs(state: dict) -> dict:
-    """Every output present and never null: an absent output would be unknown in previews,
-    which would make an unchanged stack look changed."""
-    out = {}
-    for k in OUTPUT_KEYS:
-        v = state.get(k)
-        if v is None:
-            v = {} if k == "analysis" else 0 if k in ("canary_weight", "passed_weight") else (
-                False if k == "production_running" else "")
-        out[k] = v
-    return out
-
-
-def _observed_from_record(olds: dict) -> P.Observed:
-    """What diff() assumes runs on the host: what was recorded (refresh updates it)."""
-    weight = int(olds.get("canary_weight") or 0)
-    return P.Observed(
-        production_revision=olds.get("production_revision") or None,
-        production_running=bool(olds.get("production_running", True)),
-        canary_revision=olds.get("canary_revision") or None, canary_running=True,
-        split_weight=weight if weight else None)
-
-
 def _planned(spec: ReleaseSpec, olds: dict) -> P.Action:
     """plan.py's answer with the recorded outputs standing in for the host."""
-    d = P.Desired(revision=spec.revision, steps=spec.steps, auto_promote=spec.auto_promote,
-                  retry=spec.retry, promote=spec.promote)
-    return P.plan(d, recorded_from(olds), _observed_from_record(olds))
+    return action_for(spec, ReleaseStatus.from_outputs(olds))
 
 
 class ReleaseProvider(ResourceProvider):
@@ -161,8 +120,6 @@ class ReleaseProvider(ResourceProvider):
         self.force_token = ""
 
     def configure(self, req: ConfigureRequest) -> None:
-        # Errors reach the user as the exception's text: a message, not a stack trace.
-        sys.tracebacklimit = 0
         try:
             self.target = load_target(req.config.get)
         except ConfigError as err:
@@ -173,7 +130,7 @@ class ReleaseProvider(ResourceProvider):
             self.force_token = load_force_token(req.config.get)
         except ConfigError as err:
             self.target, self.target_error = None, str(err)
-        _exit_with_engine()
+        exit_with_engine()
 
     def _host(self) -> Host:
         if self.target is None:
@@ -188,7 +145,7 @@ class ReleaseProvider(ResourceProvider):
         redact.install(redactor)
         host = self._host()
         notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say), redactor)
-        return Controller(host, spec, _say, revision, notifier, self.force_token), host
+        return Controller(over_ssh(host, spec), spec, _say, revision, notifier, self.force_token), host
 
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
         unkeyed = bool(olds.get("spec")) and not olds.get("revision_key")
@@ -208,30 +165,33 @@ class ReleaseProvider(ResourceProvider):
     def _run(self, spec_inputs: dict, recorded: dict) -> dict:
         controller, host = self._controller(spec_inputs)
         try:
-            state = controller.reconcile(recorded)
+            status = controller.reconcile(recorded)
         finally:
             host.close()
-        return {**redact.current().value(_outputs(state)), "spec": _public_spec(spec_inputs),
+        return {**redact.current().value(status.to_outputs()), "spec": _public_spec(spec_inputs),
                 "image": ReleaseSpec.from_inputs(spec_inputs).image,
                 "revision_key": spec_inputs["revision_key"]}
 
-    @_masked
+    @_reported
     def create(self, props: dict) -> CreateResult:
+        engine_log.attribute_to(props.get("log_urn"))
         spec_inputs, _ = _with_key(_spec_inputs(props), {})
         outs = self._run(spec_inputs, {})
         return CreateResult(id_=props["spec"]["app"], outs=outs)
 
-    @_masked
+    @_reported
     def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
+        engine_log.attribute_to(news.get("log_urn"))
         spec_inputs, olds = _with_key(_spec_inputs(news), olds)
         spec = ReleaseSpec.from_inputs(spec_inputs)
         action = _planned(spec, olds)
         if action.kind == P.BLOCKED and not action.cleanup:  # fail before touching the host
-            raise DeployError(blocked_message(spec.image, action.reason))
+            raise rolled_back_before(spec.image, action.reason)
         return UpdateResult(outs=self._run(spec_inputs, olds))
 
-    @_masked
+    @_reported
     def read(self, id: str, props: dict) -> ReadResult:
+        engine_log.attribute_to(props.get("log_urn"))
         if not props.get("spec"):
             return ReadResult(id_=id, outs=props)
         controller, host = self._controller(props["spec"], revision=props.get("production_revision"))
@@ -239,10 +199,11 @@ class ReleaseProvider(ResourceProvider):
             outs = controller.refreshed(props)
         finally:
             host.close()
-        return ReadResult(id_=id, outs={**outs, **redact.current().value(_outputs(outs))})
+        return ReadResult(id_=id, outs={**outs, **redact.current().value({k: outs[k] for k in OUTPUT_KEYS})})
 
-    @_masked
+    @_reported
     def delete(self, id: str, props: dict) -> None:
+        engine_log.attribute_to(props.get("log_urn"))
         controller, host = self._controller(props["spec"])
         try:
             controller.destroy()
@@ -253,21 +214,29 @@ class ReleaseProvider(ResourceProvider):
 class Release(Resource, module="canary", name="Release"):
     """The app on the host: production, canary, traffic split and the analysis record."""
 
+    # The outputs: status.ReleaseStatus, field for field ("" for none).
     phase: pulumi.Output[str]
-    production_image: pulumi.Output[Optional[str]]
-    production_revision: pulumi.Output[Optional[str]]
-    previous_image: pulumi.Output[Optional[str]]
-    canary_image: pulumi.Output[Optional[str]]
+    production_image: pulumi.Output[str]
+    production_revision: pulumi.Output[str]
+    previous_image: pulumi.Output[str]
+    previous_revision: pulumi.Output[str]
+    production_running: pulumi.Output[bool]
+    canary_image: pulumi.Output[str]
+    canary_revision: pulumi.Output[str]
     canary_weight: pulumi.Output[int]
-    failed_image: pulumi.Output[Optional[str]]
-    failure_reason: pulumi.Output[Optional[str]]
-    message: pulumi.Output[Optional[str]]
+    passed_weight: pulumi.Output[int]
+    failed_image: pulumi.Output[str]
+    failed_revision: pulumi.Output[str]
+    failure_reason: pulumi.Output[str]
+    message: pulumi.Output[str]
     analysis: pulumi.Output[Any]
 
     def __init__(self, name: str, spec: pulumi.Input[dict], env: pulumi.Input[dict],
                  canary_env: pulumi.Input[dict], split_preview: pulumi.Input[str],
                  environment: str, opts: Optional[pulumi.ResourceOptions] = None,
-                 metric_command: pulumi.Input[Optional[str]] = None):
+                 metric_command: pulumi.Input[Optional[str]] = None, planned: pulumi.Input[str] = ""):
+        # Its own URN, so its progress lines show under it (engine_log.py).
+        log_urn = pulumi.create_urn(name, RELEASE_TYPE, parent=opts.parent if opts else None)
         outputs = {k: None for k in OUTPUT_KEYS}
         # The stack's revision key stays a secret in the state.
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
@@ -275,17 +244,21 @@ class Release(Resource, module="canary", name="Release"):
         super().__init__(ReleaseProvider(), name,
                          {**outputs, "spec": spec, "env": env, "canary_env": canary_env,
                           "metric_command": metric_command, "split_preview": split_preview,
+                          # what this update will do, in words: preview shows it (an input)
+                          "planned": planned, "log_urn": log_urn,
                           "environment": environment, "image": None, "revision_key": None},
                          opts)
 
 
 class VerdictProvider(ResourceProvider):
     def _judge(self, props: dict) -> None:
-        if props.get("phase") == P.ROLLED_BACK:
+        if props.get("phase") == Phase.ROLLED_BACK:
             raise DeployError(f"canary {props.get('failed_image')} was rolled back: "
                               f"{props.get('failure_reason')}. Production is unchanged.")
 
+    @_reported
     def create(self, props: dict) -> CreateResult:
+        engine_log.attribute_to(props.get("log_urn"))
         self._judge(props)
         return CreateResult(id_="verdict", outs=props)
 
@@ -293,6 +266,7 @@ class VerdictProvider(ResourceProvider):
         keys = ("phase", "failed_image", "failure_reason")
         return DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys))
 
+    @_reported
     def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
         self._judge(news)
         return UpdateResult(outs=news)

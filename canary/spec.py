@@ -30,11 +30,10 @@ import hmac
 import json
 import secrets
 from dataclasses import asdict, dataclass, field, replace
-from typing import Optional
+from typing import Mapping, Optional
 
 from .analysis.verdict import Thresholds
 from .config import Settings
-from .remote.docker import Spec as ContainerSpec
 from .render import SplitSpec
 
 
@@ -53,6 +52,21 @@ class AnalysisSpec:
     @property
     def checks(self) -> int:
         return max(1, round(self.duration / self.interval))
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How to run one of the app's containers (remote/docker.py runs it)."""
+
+    name: str
+    image: str
+    host_port: int
+    container_port: int
+    bind_address: str
+    restart_policy: str
+    env: Mapping[str, str]
+    volumes: tuple[str, ...]
+    labels: Mapping[str, str]
 
 
 # Inputs of the release kept apart from `spec` (they may hold secrets).

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 import requests
@@ -25,7 +25,8 @@ from ..remote import docker
 from ..remote.ssh import Host
 from ..spec import ReleaseSpec
 from . import traffic
-from .verdict import CONTINUE, INCONCLUSIVE, PASS, Evidence, Verdict, judge
+from .stats import percentile
+from .verdict import CONTINUE, INCONCLUSIVE, PASS, Evidence, Thresholds, Verdict, judge
 
 
 def app_session() -> requests.Session:
@@ -51,6 +52,9 @@ class Result:
     weight: int
     seconds: float
     series: list[dict] = field(default_factory=list)
+    planned_checks: int = 0
+    # What the verdict compared the evidence with (the report draws these limits).
+    thresholds: Optional[Thresholds] = None
 
     def summary(self) -> dict:
         e = self.evidence
@@ -60,6 +64,8 @@ class Result:
             "probe_failures": e.probe_failures, "error_rate": round(e.probe_error_rate, 3),
             "canary": e.canary.summary(), "stable": e.stable.summary(),
             "error_logs": e.error_logs, "metric": e.metric, "series": self.series,
+            "planned_checks": self.planned_checks,
+            "thresholds": asdict(self.thresholds) if self.thresholds else None,
         }
 
 
@@ -157,7 +163,8 @@ def analyse(host: Host, spec: ReleaseSpec, weight: int, log: Callable[[str], Non
             log(_progress(i, checks, last, evidence, a.thresholds.error_threshold, verdict, logs_unknown))
             if verdict.status != CONTINUE:
                 break
-    return Result(verdict, evidence, weight, time.monotonic() - started, series)
+    return Result(verdict, evidence, weight, time.monotonic() - started, series,
+                  planned_checks=checks, thresholds=a.thresholds)
 
 
 def _tunnel_broke(host: Host, connects_before: int) -> bool:
@@ -189,11 +196,17 @@ def _metric(host: Host, command: str, timeout: float) -> Optional[float]:
 
 
 def _point(i: int, t: float, e: Evidence) -> dict:
+    """The evidence after check i, as the verdict saw it (cumulative since the start)."""
     return {"check": i, "t": round(t, 1), "probe_error_rate": round(e.probe_error_rate, 3),
             "canary_error_rate": round(e.canary.error_rate, 3),
             "stable_error_rate": round(e.stable.error_rate, 3),
             "canary_p95": round(e.canary.p(95), 4), "stable_p95": round(e.stable.p(95), 4),
-            "canary_requests": e.canary.requests, "stable_requests": e.stable.requests}
+            "canary_requests": e.canary.requests, "stable_requests": e.stable.requests,
+            "probes": e.probes, "probe_failures": e.probe_failures,
+            "probe_p50": round(percentile(e.probe_latencies, 50), 4),
+            "probe_p95": round(percentile(e.probe_latencies, 95), 4),
+            "stable_probes": len(e.stable_probe_latencies),
+            "stable_probe_p50": round(percentile(e.stable_probe_latencies, 50), 4)}
 
 
 def _progress(i: int, n: int, last: str, e: Evidence, threshold: float, v: Verdict,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Optional
 
+from ..host import Container
+from ..spec import ContainerSpec
 from . import STATE_DIR
 from .ssh import Host, RemoteError
 
@@ -26,44 +27,18 @@ def _absent(err: str) -> bool:
         "no such image" in err.lower()
 
 
-@dataclass(frozen=True)
-class Container:
-    name: str
-    id: str
-    image: str
-    running: bool
-    status: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    started_at: str = ""
-    restart_count: int = 0
-
-
-@dataclass(frozen=True)
-class Spec:
-    """How to run one of the app's containers."""
-
-    name: str
-    image: str
-    host_port: int
-    container_port: int
-    bind_address: str
-    restart_policy: str
-    env: Mapping[str, str]
-    volumes: tuple[str, ...]
-    labels: Mapping[str, str]
-
-    def argv(self, env_file: str) -> list[str]:
-        args = ["docker", "run", "-d", "--name", self.name,
-                "--restart", self.restart_policy,
-                "-p", f"{self.bind_address}:{self.host_port}:{self.container_port}",
-                "--env-file", env_file,
-                # Give the app time to drain in-flight requests on `docker stop`.
-                "--stop-timeout", "30"]
-        for v in self.volumes:
-            args += ["-v", v]
-        for k, v in sorted(self.labels.items()):
-            args += ["--label", f"{k}={v}"]
-        return args + [self.image]
+def run_argv(spec: ContainerSpec, env_file: str) -> list[str]:
+    args = ["docker", "run", "-d", "--name", spec.name,
+            "--restart", spec.restart_policy,
+            "-p", f"{spec.bind_address}:{spec.host_port}:{spec.container_port}",
+            "--env-file", env_file,
+            # Give the app time to drain in-flight requests on `docker stop`.
+            "--stop-timeout", "30"]
+    for v in spec.volumes:
+        args += ["-v", v]
+    for k, v in sorted(spec.labels.items()):
+        args += ["--label", f"{k}={v}"]
+    return args + [spec.image]
 
 
 def inspect(host: Host, name: str) -> Optional[Container]:
@@ -85,8 +60,7 @@ def _container(inspected: str) -> Container:
     return Container(
         name=data["Name"].lstrip("/"), id=data["Id"][:12], image=data["Config"]["Image"],
         running=bool(state.get("Running")), status=state.get("Status", ""),
-        labels=data["Config"].get("Labels") or {}, started_at=state.get("StartedAt", ""),
-        restart_count=int(data.get("RestartCount", 0)))
+        labels=data["Config"].get("Labels") or {})
 
 
 def image_exists(host: Host, image: str) -> bool:
@@ -97,14 +71,14 @@ def image_exists(host: Host, image: str) -> bool:
     return status == 0
 
 
-def run(host: Host, spec: Spec) -> Container:
+def run(host: Host, spec: ContainerSpec) -> Container:
     app_dir = f"{STATE_DIR}/{spec.labels.get('canary.app', spec.name)}"
     env_file = f"{app_dir}/{spec.name}.env"
     # 700 even when the directory already existed (mkdir -p -m leaves its mode alone).
     host.run(["install", "-d", "-m", "700", app_dir])
     host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in sorted(spec.env.items())), mode=0o600)
     # One round trip: the run, then the inspection of what it started.
-    argv = spec.argv(env_file)
+    argv = run_argv(spec, env_file)
     status, out, err = host.run(["sh", "-c", _RUN_AND_INSPECT, "sh", *argv], check=False)
     if status == _INSPECT_FAILED:
         if _absent(err):
@@ -145,7 +119,7 @@ def stop_and_remove(host: Host, name: str, timeout: int = 30, daemon_wait: float
         time.sleep(2)
 
 
-def port_holder(host: Host, bind_address: str, port: int) -> Optional[str]:
+def port_holder(host: Host, port: int) -> Optional[str]:
     """Who listens on the port already (a process line from ss), or None."""
     out = host.sh('ss -Htlnp "sport = :$1" 2>/dev/null || true', str(port), check=False)
     return out.strip() or None

@@ -22,6 +22,7 @@ from typing import Optional
 
 import paramiko
 
+from ..errors import CanaryError
 from .ssh import Host
 
 # $1 lock file, $2 holder line, $3 seconds to wait for the lock, $4 seconds without a
@@ -47,8 +48,8 @@ HEARTBEAT_SECONDS = 5
 EXPIRE_SECONDS = 30
 
 
-class HostBusy(Exception):
-    pass
+class HostBusy(CanaryError):
+    """Another deployment holds the host lock (the message says who, since when)."""
 
 
 def busy_message(path: str, line: str, waited: float) -> str:

@@ -4,9 +4,9 @@ graceful reload, and the previous file restored when the test or the reload fail
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Optional
 
+from ..host import Split
 from . import STATE_DIR
 from .ssh import Host, RemoteError
 
@@ -52,13 +52,6 @@ echo 0
 _HEADER = re.compile(r"^# (\d+) % canary \((\S+) on :\d+\)", re.M)
 
 
-@dataclass(frozen=True)
-class Split:
-    weight: int
-    canary_image: str
-    content: str
-
-
 STAGING = f"{STATE_DIR}/staging"
 
 
@@ -88,12 +81,14 @@ def _swap(host: Host, path: str, staged: str) -> None:
 
 def read(host: Host, path: str) -> Optional[Split]:
     content = host.read_file(path)
-    if content is None:
-        return None
+    return None if content is None else parse(content)
+
+
+def parse(content: str) -> Split:
+    """The split a file holds, from the header our template writes."""
     m = _HEADER.search(content)
-    if not m:  # not ours (e.g. the guide's file): weight unknown
-        return Split(weight=-1, canary_image="", content=content)
-    return Split(weight=int(m.group(1)), canary_image=m.group(2), content=content)
+    # Not ours (e.g. the guide's hand-written file): the weight is unknown.
+    return Split(weight=int(m.group(1)) if m else -1)
 
 
 def wait_drained(host: Host, timeout: float) -> bool:

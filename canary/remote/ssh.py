@@ -20,13 +20,15 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import paramiko
 
+from ..errors import CanaryError
+from ..target import Target  # noqa: F401  (the type it connects with; importable from here)
 
-class RemoteError(Exception):
+
+class RemoteError(CanaryError):
     """A remote command failed; carries its exit status and output."""
 
     def __init__(self, argv: Sequence[str], status: int, stdout: str, stderr: str):
@@ -36,11 +38,11 @@ class RemoteError(Exception):
                          + (f": {detail[-1][:300]}" if detail else ""))
 
 
-class ConnectionFailed(Exception):
-    pass
+class ConnectionFailed(CanaryError):
+    """The host cannot be reached or refused us (after the retries)."""
 
 
-class CommandTimeout(Exception):
+class CommandTimeout(CanaryError):
     """A remote command (or SFTP operation) did not finish in time. Never retried: the
     command may have taken effect, or may still be running."""
 
@@ -50,7 +52,7 @@ class CommandTimeout(Exception):
                          "dead connection); stopped waiting for it")
 
 
-class LockLost(Exception):
+class LockLost(CanaryError):
     """The host lock went away with a dropped connection and could not be taken back
     safely: nothing more may change on the host in this run."""
 
@@ -60,18 +62,6 @@ COMMAND_TIMEOUT = 300
 SFTP_TIMEOUT = 60
 OPEN_TIMEOUT = 30   # opening a channel
 ALIVE_TIMEOUT = 10  # the liveness check after a timeout
-
-
-@dataclass(frozen=True)
-class Target:
-    host: str
-    port: int
-    user: str
-    host_key: str  # "ssh-ed25519 AAAA..."
-    private_key: str
-
-    def __repr__(self) -> str:  # never show the key
-        return f"Target({self.user}@{self.host}:{self.port})"
 
 
 def _load_key(text: str) -> paramiko.PKey:

@@ -7,6 +7,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
+from canary.analysis import report
+
 from .harness import SITE_URL, Load, containers, served_versions
 
 
@@ -52,7 +54,8 @@ def test_progressive_steps_in_one_up_with_a_report(deployment, tmp_path):
     last = json.loads(reports[-1].read_text())
     assert last["weight"] == 50 and last["series"]
     html = reports[-1].with_suffix(".html").read_text()
-    assert "<svg" in html and "canary" in html
+    assert 'id="traffic-errors"' in html and "canary" in html
+    assert (d.workdir / "reports" / report.PLOTLY_JS).is_file(), "the charts' JS beside the reports"
 
 
 def test_testers_can_force_the_canary_and_clients_stay_pinned(deployment):

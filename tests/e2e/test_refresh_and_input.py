@@ -1,5 +1,4 @@
-"""Refresh tells the truth, interrupted updates converge, bad input changes nothing
-(DESIGN.md, points 6-8)."""
+"""Refresh tells the truth, interrupted updates converge, bad input changes nothing."""
 
 import os
 import signal

@@ -1,5 +1,5 @@
 """The release contract through the real CLI: promote, roll back, hold, instant rollback,
-first deploy and adoption (DESIGN.md, points 1-4 and 9)."""
+first deploy and adoption."""
 
 import time
 

@@ -42,18 +42,22 @@ def test_failed_promotion_keeps_the_healthy_canary_serving(d):
         # The same config again must not remove the canary, the only healthy backend.
         with pytest.raises(auto.CommandError) as again:
             d.up()
-        canary_serving = (containers().get("odoo-canary") == "canary-demo:v2" and split_exists()
-                          and served_versions(30) == {"canary-demo v2": 30})
+        checks = {"the canary v2 still runs after the second up": containers().get("odoo-canary") == "canary-demo:v2",
+                  "the split file stays": split_exists(),
+                  "the canary answers all of 30 requests": served_versions(30) == {"canary-demo v2": 30}}
         # The operator fixes production's env: restored behind the canary, canary removed.
         d.stack.remove_config("canary:env")
         d.up()
     out = d.outputs()
-    said = all("traffic stays on the canary" in str(e.value) for e in (first, again))
-    restored = (out["production_image"] == "canary-demo:v2" and containers() == {"odoo": "canary-demo:v2"}
-                and not split_exists() and out["previous_image"] == "canary-demo:v1")
+    checks |= {"the first up says traffic stays on the canary": "traffic stays on the canary" in str(first.value),
+               "the second up says so too": "traffic stays on the canary" in str(again.value),
+               "after the fix v2 is production": out["production_image"] == "canary-demo:v2",
+               "after the fix only production runs": containers() == {"odoo": "canary-demo:v2"},
+               "after the fix no split file": not split_exists(),
+               "v1 recorded as the previous image": out["previous_image"] == "canary-demo:v1"}
     print(first.value, again.value, out, load.statuses, sep="\n")
     record("new production fails to start: the canary keeps the traffic until production is fixed",
-           said and canary_serving and restored and converge(d), load.failures)
+           {**checks, **converge(d)}, lost=load.failures)
 
 
 def test_cli_killed_while_the_new_production_starts(d):
@@ -65,10 +69,13 @@ def test_cli_killed_while_the_new_production_starts(d):
         d.cli("cancel", "--yes", check=False)
         d.up()  # no refresh first: the next `up` must finish the promotion, not cut users off
     out = d.outputs()
-    ok = (killed and out["production_image"] == "canary-demo:v2" and out["previous_image"] == "canary-demo:v1"
-          and containers() == {"odoo": "canary-demo:v2"} and not split_exists())
+    checks = {"the CLI got to 'waiting for odoo to answer' before it was killed": killed,
+              "the next up finished the promotion: v2 is production": out["production_image"] == "canary-demo:v2",
+              "v1 recorded as the previous image": out["previous_image"] == "canary-demo:v1",
+              "only production runs": containers() == {"odoo": "canary-demo:v2"},
+              "no split file": not split_exists()}
     print(out, load.statuses, sep="\n")
-    record("pulumi up killed while the new production starts", ok and converge(d), load.failures)
+    record("pulumi up killed while the new production starts", {**checks, **converge(d)}, lost=load.failures)
 
 
 @pytest.mark.parametrize("moment", ["stopping and removing container odoo ", "promoted canary-demo:v2"])
@@ -81,11 +88,13 @@ def test_cli_killed_during_or_after_promotion_keeps_the_record(d, moment):
         refreshed = d.outputs()
         d.up()
     out = d.outputs()
-    ok = (killed and refreshed["previous_image"] == "canary-demo:v1"
-          and out["previous_image"] == "canary-demo:v1" and out["production_image"] == "canary-demo:v2")
+    checks = {f"the CLI got to {moment.strip()!r} before it was killed": killed,
+              "refresh keeps v1 as the previous image": refreshed["previous_image"] == "canary-demo:v1",
+              "the next up keeps v1 as the previous image": out["previous_image"] == "canary-demo:v1",
+              "v2 is production": out["production_image"] == "canary-demo:v2"}
     print(refreshed, out, load.statuses, sep="\n")
     where = "between docker stop and rm" if "stopping" in moment else "after promotion"
-    record(f"pulumi up killed {where}: previous image kept", ok and converge(d), load.failures)
+    record(f"pulumi up killed {where}: previous image kept", {**checks, **converge(d)}, lost=load.failures)
 
 
 def test_cli_killed_during_rollback_keeps_the_failed_revision(d):
@@ -97,13 +106,18 @@ def test_cli_killed_during_rollback_keeps_the_failed_revision(d):
         refreshed = d.outputs()
         with pytest.raises(auto.CommandError) as again:
             d.up()
-    ok = (killed and refreshed["failed_image"] == "canary-demo:broken" and refreshed["phase"] in ("rolled_back", "interrupted")
-          and "was rolled back" in str(again.value) and containers() == {"odoo": "canary-demo:v1"}
-          and not split_exists())
+    checks = {"the CLI got to 'ROLLING BACK' before it was killed": killed,
+              "refresh records broken as the failed image": refreshed["failed_image"] == "canary-demo:broken",
+              "refresh records the phase rolled_back or interrupted": refreshed["phase"] in ("rolled_back",
+                                                                                           "interrupted"),
+              "the next up refuses: broken was rolled back": "was rolled back" in str(again.value),
+              "only production v1 runs": containers() == {"odoo": "canary-demo:v1"},
+              "no split file": not split_exists()}
     print(refreshed, again.value, load.statuses, sep="\n")
     # The broken canary's own errors are what the analysis caught: count the others.
     lost = sum(1 for _, status, backend in load.events if status != 200 and backend != "localhost:8070")
-    record("pulumi up killed during a rollback: the failed revision stays blocked", ok and converge(d), lost)
+    record("pulumi up killed during a rollback: the failed revision stays blocked", {**checks, **converge(d)},
+           lost=lost)
 
 
 def test_unlabelled_container_is_never_stopped_or_removed(tmp_path):
@@ -114,15 +128,17 @@ def test_unlabelled_container_is_never_stopped_or_removed(tmp_path):
     d.set(image_tag="v2")
     with pytest.raises(auto.CommandError) as refused:
         d.up()
-    untouched = container_id("odoo") == hand_started and "adopt" in str(refused.value)
+    checks = {"up leaves the unlabelled container alone": container_id("odoo") == hand_started,
+              "up's refusal suggests adopt": "adopt" in str(refused.value)}
     d.destroy()
-    kept = container_id("odoo") == hand_started and "true" in sh("docker inspect -f '{{.State.Running}}' odoo")
+    checks |= {"destroy leaves it": container_id("odoo") == hand_started,
+               "it still runs after destroy": "true" in sh("docker inspect -f '{{.State.Running}}' odoo")}
     # Adopted on request; destroy still leaves the container it did not start.
     d2 = Deployment(tmp_path / "adopting", name="adopting", config={"adopt": "true"})
     d2.up()
-    adopted = container_id("odoo") == hand_started
+    checks["adopt: up keeps the very container"] = container_id("odoo") == hand_started
     d2.destroy()
-    left = container_id("odoo") == hand_started
+    checks["adopt: destroy leaves it"] = container_id("odoo") == hand_started
     # The guide's hand-started canary next to a stack's own production.
     reset_host()
     d3 = Deployment(tmp_path / "own", name="own")
@@ -133,11 +149,11 @@ def test_unlabelled_container_is_never_stopped_or_removed(tmp_path):
     with pytest.raises(auto.CommandError) as refused_canary:
         d3.up()
     d3.destroy()
-    canary_left = (container_id("odoo-canary") == guide_canary and container_id("odoo") is None
-                   and "adopt" in str(refused_canary.value))
+    checks |= {"the hand-started canary is left by up and destroy": container_id("odoo-canary") == guide_canary,
+               "destroy removes the stack's own production": container_id("odoo") is None,
+               "up's refusal of the canary suggests adopt": "adopt" in str(refused_canary.value)}
     reset_host()
-    record("a container without the stack's label is never stopped or removed",
-           untouched and kept and adopted and left and canary_left, 0)
+    record("a container without the stack's label is never stopped or removed", checks)
 
 
 def test_destroy_puts_an_adopted_site_back_exactly(tmp_path):
@@ -153,7 +169,9 @@ def test_destroy_puts_an_adopted_site_back_exactly(tmp_path):
     d.up()
     managed = "Managed by the canary Pulumi program" in open(site).read()
     d.destroy()
-    back = open(site).read() == original and oct(os.stat(site).st_mode & 0o777) == "0o640"
-    valid = sh("nginx -t 2>&1 && echo OK").strip().endswith("OK")
+    checks = {"up manages the site": managed,
+              "destroy puts its text back": open(site).read() == original,
+              "destroy puts its mode 640 back": oct(os.stat(site).st_mode & 0o777) == "0o640",
+              "nginx -t passes after": sh("nginx -t 2>&1 && echo OK").strip().endswith("OK")}
     reset_host()
-    record("destroy after adopting an nginx site puts it back exactly", managed and back and valid, 0)
+    record("destroy after adopting an nginx site puts it back exactly", checks)

@@ -64,8 +64,10 @@ def test_paths_and_host_mounts_are_refused_at_preview(tmp_path):
         value=json.dumps(["/var/run/docker.sock:/var/run/docker.sock"])),
         "canary:allow_host_mounts": auto.ConfigValue(value="true")})
     d.stack.preview()
-    record("nginx paths and host mounts", rejected == tried, 0, inputs=(tried, rejected))
-    assert containers() == {}
+    record("nginx paths and host mounts",
+           {f"every hostile value refused at preview, naming key and allowed place, no host command "
+            f"({tried - rejected} of {tried} not)": rejected == tried,
+            "no container started": containers() == {}}, inputs=(tried, rejected))
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -101,7 +103,9 @@ def test_secrets_never_leak_from_a_failing_canary(tmp_path):
     with pytest.raises(auto.CommandError) as failed:
         d.up()
     first = d.outputs()
-    masked = "exited before it became healthy" in first["failure_reason"] and "[secret]" in first["failure_reason"]
+    checks = {"the reason says the canary exited before it became healthy":
+              "exited before it became healthy" in first["failure_reason"],
+              "the reason quotes the log with the secret masked": "[secret]" in first["failure_reason"]}
 
     # 2. Analysed again (retry): the metric command hangs, is killed, the gate fails closed.
     d.stack.remove_config("canary:canary_env")
@@ -111,8 +115,10 @@ def test_secrets_never_leak_from_a_failing_canary(tmp_path):
         d.up()
     took = time.monotonic() - started
     second = d.outputs()
-    fail_closed = (second["phase"] == "rolled_back" and "no number" in second["failure_reason"]
-                   and took < 90 and not sh("pgrep -x -f 'sleep 600' || true").strip())
+    checks |= {"the hung metric rolls the canary back": second["phase"] == "rolled_back",
+               "the reason says the metric gave no number": "no number" in second["failure_reason"],
+               "the up with the hung metric ends within 90 s": took < 90,
+               "the metric command is killed": not sh("pgrep -x -f 'sleep 600' || true").strip()}
     receiver.server.shutdown()
 
     export = d.export()
@@ -129,15 +135,16 @@ def test_secrets_never_leak_from_a_failing_canary(tmp_path):
     # The revision digest is keyed: the stack's key is a secret, the plain hash is nowhere.
     release = _release(export)
     outputs = release["outputs"]
-    key_is_secret = "ciphertext" in json.dumps(outputs.get("revision_key"))
     spec = ReleaseSpec.from_inputs({**outputs["spec"], "env": {"DB_PASSWORD": ENV_SECRET}, "canary_env": {}})
-    keyed = (len(outputs["production_revision"].split("#")[1]) == 16
-             and spec.legacy_digest not in export)
-    ok = masked and fail_closed and len(reports) >= 4 and key_is_secret and keyed and not leaks
-    print({"masked": masked, "fail_closed": fail_closed, "took": took, "reports": sorted(reports),
-           "key_is_secret": key_is_secret, "keyed": keyed})
+    checks |= {"at least 4 analysis reports written": len(reports) >= 4,
+               "the revision key is a secret": "ciphertext" in json.dumps(outputs.get("revision_key")),
+               "the production revision is a 16-digit keyed digest":
+               len(outputs["production_revision"].split("#")[1]) == 16,
+               "the plain hash of the spec is nowhere in the state": spec.legacy_digest not in export,
+               "no secret in state, output, outputs, reports or notifications": not leaks}
+    print({"took": took, "reports": sorted(reports)})
     record("secrets masked in reasons, reports, notifications; metric fails closed; keyed revision",
-           ok, 0, leaks=leaks)
+           checks, leaks=leaks)
     reset_host()
 
 
@@ -203,10 +210,13 @@ def test_env_files_are_never_readable_by_others(tmp_path):
     dir_mode = oct(os.stat(APP_DIR).st_mode & 0o777)
     print({"seen": len(watch.seen), "env": len(env_views), "temp": len(temp_views), "loose": loose,
            "files": modes, "dir": dir_mode})
-    ok = (not loose and len(temp_views) >= 3 and dir_mode == "0o700"
-          and modes.get("odoo.env") == "0o600" and ENV_SECRET in Path(APP_DIR, "odoo.env").read_text()
-          and all(m == "0o600" for m in modes.values()))
-    record("env files private from their creation (0600 in a 0700 directory)", ok, 0,
+    record("env files private from their creation (0600 in a 0700 directory)",
+           {"no file ever seen readable by group or others": not loose,
+            "at least 3 temporary env files seen": len(temp_views) >= 3,
+            "the state directory is 0700": dir_mode == "0o700",
+            "odoo.env is 0600": modes.get("odoo.env") == "0o600",
+            "odoo.env holds the secret": ENV_SECRET in Path(APP_DIR, "odoo.env").read_text(),
+            "every file in the state directory is 0600": all(m == "0o600" for m in modes.values())},
            leaks=[f"{n} was {m}" for n, m in loose])
     reset_host()
 
@@ -220,13 +230,16 @@ def test_policy_refuses_promotion_without_analysis_on_production(tmp_path):
     with pytest.raises(auto.CommandError) as refused:
         d.stack.preview(policy_packs=[str(ROOT / "policy")], on_output=print)
     text = str(refused.value)
-    flagged = "production-promotions-are-analysed" in text and "without any analysis" in text
     # The same on a stack that is not production passes the pack.
     other = Deployment(tmp_path / "staging", name="staging", config={"canary_percentage": "100"})
     result = other.stack.preview(policy_packs=[str(ROOT / "policy")], on_output=print)
-    ok = flagged and result.change_summary.get("create") == 6 and ssh_commands() == before
-    record("policy: canary_percentage 100 on production refused", ok, 0)
-    assert containers() == {}
+    record("policy: canary_percentage 100 on production refused",
+           {"production's preview is refused by production-promotions-are-analysed":
+            "production-promotions-are-analysed" in text,
+            "the refusal says the promotion is without any analysis": "without any analysis" in text,
+            "staging's preview passes the pack (6 creates)": result.change_summary.get("create") == 6,
+            "no command ran on the host": ssh_commands() == before,
+            "no container started": containers() == {}})
 
 
 # -- a stack recorded before keyed revisions ----------------------------------------------------
@@ -264,10 +277,15 @@ def test_a_stack_with_plain_hash_revisions_is_rekeyed_without_a_canary(tmp_path)
     after = _release(d.export())["outputs"]
     export = d.export()
     # (the verdict shows as an update in preview too: its inputs are outputs of the release)
-    rekeyed = (changes.get("update", 0) >= 1 and len(after["production_revision"].split("#")[1]) == 16
-               and "ciphertext" in json.dumps(after["revision_key"]) and plain not in export)
-    no_canary = (sh("docker inspect -f '{{.Id}}' odoo").strip() == production
-                 and not any("starting canary container" in line for line in d.log) and containers() == {"odoo": "canary-demo:v1"})
+    checks = {"preview shows the release updated": changes.get("update", 0) >= 1,
+              "the production revision becomes a 16-digit keyed digest":
+              len(after["production_revision"].split("#")[1]) == 16,
+              "the revision key is a secret": "ciphertext" in json.dumps(after["revision_key"]),
+              "the plain hash is gone from the state": plain not in export,
+              "re-keying keeps the very production container":
+              sh("docker inspect -f '{{.Id}}' odoo").strip() == production,
+              "re-keying starts no canary": not any("starting canary container" in line for line in d.log),
+              "only production v1 runs": containers() == {"odoo": "canary-demo:v1"}}
     # Clean afterwards, also after a refresh that reads the old container's label.
     d.stack.preview(expect_no_changes=True)
     d.refresh()
@@ -275,12 +293,13 @@ def test_a_stack_with_plain_hash_revisions_is_rekeyed_without_a_canary(tmp_path)
     relabelled = plain in d.export()
     d.stack.preview(expect_no_changes=True)
     d.up()
-    steady = sh("docker inspect -f '{{.Id}}' odoo").strip() == production
+    checks["refresh + up keep the very production container"] = (sh("docker inspect -f '{{.Id}}' odoo").strip()
+                                                                 == production)
     # And a real change is still a canary.
     d.set(image_tag="v2")
     d.up()
-    promoted = d.outputs()["production_image"] == "canary-demo:v2" and any("starting canary container" in line for line in d.log)
-    print({"changes": changes, "rekeyed": rekeyed, "no_canary": no_canary, "steady": steady, "promoted": promoted,
-           "plain hash back after refresh": relabelled})
-    record("stack with plain-hash revisions re-keyed without a canary", rekeyed and no_canary and steady and promoted, 0)
+    checks["a new image tag is still promoted"] = d.outputs()["production_image"] == "canary-demo:v2"
+    checks["a new image tag still starts a canary"] = any("starting canary container" in line for line in d.log)
+    print({"changes": changes, "plain hash back after refresh": relabelled})
+    record("stack with plain-hash revisions re-keyed without a canary", checks)
     reset_host()

@@ -113,19 +113,22 @@ def test_forced_routing_only_for_trusted_testers(held):
     print("untrusted force attempts, canary share of 100 new clients:", untrusted)
     record("untrusted X-Canary header / force cookie land on the canary only at the split's "
            f"10 % ({min(untrusted.values())}-{max(untrusted.values())} of 100)",
-           all(3 <= n <= 20 for n in untrusted.values()), 0)
+           {f"{attempt}: {n} of 100 on the canary, within the split's 3-20": 3 <= n <= 20
+            for attempt, n in untrusted.items()})
 
     # (2) the token: every request to the canary.
     by_token = {"header": canary_share(headers={"X-Canary": "always", "X-Canary-Token": TOKEN}),
                 "cookie": canary_share(cookie=f"canary_odoo=force.{TOKEN}")}
     record(f"trusted tester with the force token: {by_token['header']}/100 and "
-           f"{by_token['cookie']}/100 on the canary", by_token == {"header": 100, "cookie": 100}, 0)
+           f"{by_token['cookie']}/100 on the canary",
+           {f"token in the {way}: all 100 on the canary": n == 100 for way, n in by_token.items()})
 
     # (3) an allow-listed address, without the token.
     by_address = {"header": canary_share(source=ALLOWED, headers={"X-Canary": "always"}),
                   "cookie": canary_share(source=ALLOWED, cookie="canary_odoo=force")}
     record(f"trusted tester from an allow-listed address: {by_address['header']}/100 and "
-           f"{by_address['cookie']}/100 on the canary", by_address == {"header": 100, "cookie": 100}, 0)
+           f"{by_address['cookie']}/100 on the canary",
+           {f"force {way} from {ALLOWED}: all 100 on the canary": n == 100 for way, n in by_address.items()})
 
     # (4) the analysis counted the users, not the tester's forced requests.
     a = out["analysis"]
@@ -135,10 +138,14 @@ def test_forced_routing_only_for_trusted_testers(held):
           f"update {users_on_canary}, forced requests {forced} (logged forced: {d.forced_logged})")
     record(f"forced requests left out of the analysis ({a['canary']['requests']} canary requests "
            f"counted, {forced} forced ones not)",
-           a["decision"] == "pass" and 0 < a["canary"]["requests"] <= users_on_canary
-           and forced >= 3 * users_on_canary and d.forced_logged == forced
-           # before the split file exists, nothing can be forced: production answers
-           and set(d.forcer.seen) <= {"canary-demo v1", "canary-demo v2"}, d.load.failures)
+           {"the analysis passed": a["decision"] == "pass",
+            "the analysis counted canary requests": a["canary"]["requests"] > 0,
+            "it counted no more than the users sent to the canary": a["canary"]["requests"] <= users_on_canary,
+            "forced requests outnumber the users' on the canary 3 to 1": forced >= 3 * users_on_canary,
+            "every forced request is logged as forced": d.forced_logged == forced,
+            # before the split file exists, nothing can be forced: production answers
+            "every forced request answered, by v1 or v2": set(d.forcer.seen) <= {"canary-demo v1", "canary-demo v2"}},
+           lost=d.load.failures)
 
     # (5) the token is nowhere but in the split file on the host (mode 600).
     split_file = sh(f"cat {SPLIT}")
@@ -147,6 +154,9 @@ def test_forced_routing_only_for_trusted_testers(held):
               "CLI output": "\n".join(d.log), "stack outputs": json.dumps(d.outputs()),
               "access log": sh(f"cat {ACCESS_LOG}")}
     leaks = [p for p, text in places.items() if TOKEN in text]
-    shown = PLACEHOLDER in d.preview_diff and PLACEHOLDER in places["stack export"]
     record("force token kept out of state, preview diff, CLI output and outputs",
-           not leaks and shown and TOKEN in split_file and mode == "600", 0, leaks=leaks)
+           {"the token is in none of them, nor in the access log": not leaks,
+            "the preview diff shows the placeholder": PLACEHOLDER in d.preview_diff,
+            "the exported state shows the placeholder": PLACEHOLDER in places["stack export"],
+            "the split file holds the token": TOKEN in split_file,
+            "the split file is mode 600": mode == "600"}, leaks=leaks)

@@ -68,7 +68,10 @@ def test_hung_command_times_out():
     finally:
         h.close()
     print(f"timed out after {took:.1f}s: {hung.value}")
-    record("hung remote command times out (not retried)", took < 8 and named and usable, 0)
+    record("hung remote command times out (not retried)",
+           {"it fails within 8 s (2 s limit, not retried)": took < 8,
+            "the error names `sleep 30` and 2s": named,
+            "the connection still works after": usable})
 
 
 def test_hung_sftp_read_times_out():
@@ -85,7 +88,10 @@ def test_hung_sftp_read_times_out():
         h.close()
         sh(f"timeout 2 sh -c 'echo > {fifo}' || true; rm -f {fifo}")
     print(f"timed out after {took:.1f}s: {hung.value}")
-    record("hung SFTP read times out", took < 8 and "SFTP read" in str(hung.value) and usable, 0)
+    record("hung SFTP read times out",
+           {"it fails within 8 s (2 s limit)": took < 8,
+            "the error names the SFTP read": "SFTP read" in str(hung.value),
+            "the connection still works after": usable})
 
 
 def test_connection_killed_during_a_command():
@@ -115,9 +121,11 @@ def test_connection_killed_during_a_command():
     finally:
         h.close()
     print(f"after {took:.1f}s: {result}; {logs}")
-    ok = finished and (result.get("out", (1, ""))[1].strip() == "done" and h.connects == 2
-                       or isinstance(result.get("error"), ConnectionFailed))
-    record("SSH connection killed under a running command", ok, 0)
+    rerun = result.get("out", (1, ""))[1].strip() == "done" and h.connects == 2
+    record("SSH connection killed under a running command",
+           {"the call returns within 40 s": finished,
+            "it ran again on a second connection or raised ConnectionFailed":
+            rerun or isinstance(result.get("error"), ConnectionFailed)})
 
 
 def test_read_file_none_only_when_missing():
@@ -128,8 +136,9 @@ def test_read_file_none_only_when_missing():
             h.read_file("/etc")  # a directory: an error, not "no file"
     finally:
         h.close()
-    ok = missing is None and not isinstance(unreadable.value, FileNotFoundError)
-    record("unreadable file is an error, not a missing file", ok, 0)
+    record("unreadable file is an error, not a missing file",
+           {"a missing file reads as None": missing is None,
+            "a directory raises, not FileNotFoundError": not isinstance(unreadable.value, FileNotFoundError)})
 
 
 # -- 2. a failing Docker is not "no container" ----------------------------------------------
@@ -153,8 +162,10 @@ def test_docker_daemon_down_is_not_absence():
         sh(f"bash {TESTHOST} start >/dev/null 2>&1")
         h.close()
     print(raised)
-    ok = absent_when_up and all("Cannot connect to the Docker daemon" in v for v in raised.values())
-    record("Docker daemon down: inspect/logs raise, not 'no container' or '0 errors'", ok, 0)
+    record("Docker daemon down: inspect/logs raise, not 'no container' or '0 errors'",
+           {"with the daemon up a missing container inspects as None": absent_when_up,
+            **{f"with the daemon down {name} raises 'Cannot connect to the Docker daemon'":
+               "Cannot connect to the Docker daemon" in v for name, v in raised.items()}})
 
 
 def test_log_count_of_a_missing_container_is_unknown():
@@ -164,7 +175,8 @@ def test_log_count_of_a_missing_container_is_unknown():
             docker.count_log_lines(h, "odoo-no-such-container", "2020-01-01T00:00:00Z")
     finally:
         h.close()
-    record("container log unreadable: ERROR count unknown, not 0", "No such container" in str(unknown.value), 0)
+    record("container log unreadable: ERROR count unknown, not 0",
+           {"LogsUnavailable says No such container": "No such container" in str(unknown.value)})
 
 
 # -- 3. the host lock across reconnects -----------------------------------------------------
@@ -176,16 +188,18 @@ def test_lock_is_taken_again_after_a_reconnect():
             a.run(["true"])
             drop_connections(a)
             a.run(["true"])  # reconnects, and takes the lock again first
-            retaken = a.connects == 2 and any("taken again" in m for m in logs)
+            checks = {"A reconnected once": a.connects == 2,
+                      "A logged the lock taken again": any("taken again" in m for m in logs)}
             with pytest.raises(HostBusy) as busy:
                 with HostLock(b, LOCK, "deployer B", wait_seconds=1):
                     pass
-            held = "deployer A" in str(busy.value) and "held for" in str(busy.value)
+            checks |= {"B is refused naming deployer A": "deployer A" in str(busy.value),
+                       "B's refusal says how long it was held": "held for" in str(busy.value)}
     finally:
         a.close()
         b.close()
     print(logs, busy.value)
-    record("host lock taken again after a reconnect", retaken and held, 0)
+    record("host lock taken again after a reconnect", checks)
 
 
 def test_lock_taken_by_another_deployer_meanwhile_stops_the_run():
@@ -216,9 +230,14 @@ def test_lock_taken_by_another_deployer_meanwhile_stops_the_run():
         b.close()
         untouched = not Path(MUST_NOT_EXIST).exists()
     print(lost.value, still_held.value, f"{waited:.1f}s")
-    ok = ("deployer B" in str(lost.value) and "stopping before any further change" in str(lost.value)
-          and "deployer B" in str(still_held.value) and untouched and after and waited < 30)
-    record("host lock lost with the connection: the run stops, nothing more changes", ok, 0)
+    record("host lock lost with the connection: the run stops, nothing more changes",
+           {"LockLost names deployer B": "deployer B" in str(lost.value),
+            "LockLost says the run stops before any further change":
+            "stopping before any further change" in str(lost.value),
+            "A cannot take it back while B holds it": "deployer B" in str(still_held.value),
+            "the command after LockLost never ran": untouched,
+            "the host is usable outside the lock": after,
+            "A found the lock taken within 30 s": waited < 30})
 
 
 # -- 4. a stale lock expires and says whose it was ---------------------------------------------
@@ -244,9 +263,12 @@ def test_stale_lock_expires_and_names_its_holder():
         b.close()
     text = str(busy.value)
     print(text, f"expired after {expired_after:.1f}s")
-    ok = (alive_with_beats and "deployer A" in text and "held for" in text and "last heartbeat" in text
-          and expired_after < 10)
-    record("stale host lock expires without heartbeats and names its holder", ok, 0)
+    record("stale host lock expires without heartbeats and names its holder",
+           {"with heartbeats the lock outlives its expiry time": alive_with_beats,
+            "B's refusal names deployer A": "deployer A" in text,
+            "B's refusal says how long it was held": "held for" in text,
+            "B's refusal gives the last heartbeat": "last heartbeat" in text,
+            "without heartbeats B gets it within 10 s": expired_after < 10})
 
 
 # -- 6. nginx reloads ---------------------------------------------------------------------------
@@ -267,9 +289,9 @@ def test_nginx_reload_failure_restores_the_file(no_nginx_pid):
             nginx.install(h, path, "# canary transport test\n")
     finally:
         h.close()
-    restored = not Path(path).exists()
     record("nginx -s reload fails: split change restored and failed",
-           restored and "nginx -s reload failed" in str(failed.value), 0)
+           {"the new file is removed again": not Path(path).exists(),
+            "the install fails naming nginx -s reload": "nginx -s reload failed" in str(failed.value)})
 
 
 def test_site_reload_failure_fails_the_update(tmp_path):
@@ -292,7 +314,10 @@ def test_site_reload_failure_fails_the_update(tmp_path):
     finally:
         reset_host()
     record("nginx -s reload fails on the site: file restored, update fails",
-           "nginx -s reload failed" in str(failed.value) and restored and serving and applied, 0)
+           {"the update fails naming nginx -s reload": "nginx -s reload failed" in str(failed.value),
+            "the site file is restored": restored,
+            "v1 answers all of 10 requests after": serving,
+            "with nginx reachable the next up applies the change": applied})
 
 
 def test_undrained_workers_are_reported():
@@ -332,7 +357,10 @@ def test_undrained_workers_are_reported():
         app.shutdown()
     print(logs)
     reported = any("did not drain within drain_timeout 1s" in m and "still shutting down" in m for m in logs)
-    record("nginx drain timeout reported (what and how long)", not drained and reported and drained_later, 0)
+    record("nginx drain timeout reported (what and how long)",
+           {"the busy worker is not drained within 1 s": not drained,
+            "the log names the timeout and the worker still shutting down": reported,
+            "it drains once the slow request ends": drained_later})
 
 
 # -- 5. webhooks that fail never fail or hold up a deployment ---------------------------------
@@ -391,18 +419,26 @@ def test_failing_webhooks_never_block_a_deployment(tmp_path):
             d.up()
         with_hang = time.monotonic() - start
         # The update finished while the webhook still had not answered a single request.
-        unanswered = len(hanging.held) >= 2 and all(c.fileno() != -1 for c in hanging.held)
-        promoted_hang = d.outputs()["phase"] == "promoted" and containers() == {"odoo": "canary-demo:v1"}
+        checks = {"the hanging webhook got at least 2 requests": len(hanging.held) >= 2,
+                  "its connections were still unanswered when the update ended":
+                  all(c.fileno() != -1 for c in hanging.held),
+                  "promoted despite the hanging webhook": d.outputs()["phase"] == "promoted",
+                  "v1 the only container after": containers() == {"odoo": "canary-demo:v1"}}
     finally:
         erroring.close()
         hanging.close()
         reset_host()
     log = "\n".join(d.log)
     print(f"up with a 500 webhook {with_500:.1f}s, with a hanging one {with_hang:.1f}s")
-    ok = (promoted_500 and promoted_hang and erroring.requests >= 2 and hanging.requests >= 2
-          and "HTTP 500" in log and "not answered within" in log and "webhook-secret-path" not in log
-          and unanswered and with_hang < 60)
-    record("webhook answering 500 / never answering: deployment promoted promptly", ok, load.failures)
+    record("webhook answering 500 / never answering: deployment promoted promptly",
+           {"promoted despite the webhook answering 500": promoted_500, **checks,
+            "the erroring webhook was called at least twice": erroring.requests >= 2,
+            "the hanging webhook was called at least twice": hanging.requests >= 2,
+            "the output reports the HTTP 500": "HTTP 500" in log,
+            "the output reports the webhook not answered within its timeout": "not answered within" in log,
+            "the output keeps the webhook's secret path out": "webhook-secret-path" not in log,
+            "the update with the hanging webhook ends within 60 s": with_hang < 60},
+           lost=load.failures)
 
 
 # -- 7. probes ignore proxies from the environment ------------------------------------------
@@ -430,6 +466,8 @@ def test_dead_proxy_in_the_environment_does_not_stop_probes(tmp_path):
     finally:
         reset_host()
     print(out["analysis"].get("reason"))
-    ok = (out["phase"] == "promoted" and out["production_image"] == "canary-demo:v2"
-          and out["analysis"]["probes"] > 0 and out["analysis"]["probe_failures"] == 0)
-    record("dead HTTP(S)_PROXY in the environment: probes ignore it, canary promoted", ok, 0)
+    record("dead HTTP(S)_PROXY in the environment: probes ignore it, canary promoted",
+           {"the canary is promoted": out["phase"] == "promoted",
+            "v2 is production": out["production_image"] == "canary-demo:v2",
+            "the canary was probed": out["analysis"]["probes"] > 0,
+            "no probe failed": out["analysis"]["probe_failures"] == 0})

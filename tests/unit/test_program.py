@@ -15,10 +15,13 @@ class Mocks(pulumi.runtime.Mocks):
     def __init__(self):
         self.resources = []
         self.calls = []
+        self.stack_outputs = {}  # the stack's last outputs, as a reference to itself reads them
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(args)
         outs = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            outs["outputs"] = self.stack_outputs
         if args.typ.endswith("canary:Release"):
             outs.update(phase="promoted", production_image="canary-demo:v2", failed_image="",
                         failure_reason="", analysis={"decision": "pass", "series": [1, 2]})
@@ -143,3 +146,19 @@ def test_named_volumes_are_kept_on_destroy_and_the_canary_may_have_its_own(run_p
     spec = _named(mocks, "release").inputs["spec"]
     assert spec["canary_volumes"] == ["odoo-canary-data:/var/lib/odoo"]
 
+
+
+def test_the_release_says_what_it_will_do_as_a_known_input(run_program):
+    mocks = run_program(BASE)
+    release = next(r for r in mocks.resources if r.name == "release")
+    assert release.inputs["planned"] == "first deploy: canary-demo:v2 straight to production (nothing runs there yet)"
+    me = next(r for r in mocks.resources if r.typ == "pulumi:pulumi:StackReference")
+    assert me.name == "organization/canary/test"  # a reference to this very stack
+
+
+def test_the_release_knows_its_own_urn_for_its_progress_lines(run_program):
+    from canary.provider import RELEASE_TYPE
+    mocks = run_program(BASE)
+    release = next(r for r in mocks.resources if r.name == "release")
+    assert release.typ == RELEASE_TYPE
+    assert release.inputs["log_urn"] == f"urn:pulumi:test::canary::{RELEASE_TYPE}::release"

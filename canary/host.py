@@ -1,0 +1,94 @@
+"""What the controller needs of a host, as small protocols (like Flagger's routers and
+workloads): the app's containers, the nginx traffic split, probing and analysis, the
+host journal and the host lock.
+
+remote/ implements them over SSH (`remote.over_ssh`); the unit tests implement them in
+memory (tests/unit/fake_host.py), so every plan, step and failure of the controller is
+covered without a host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ContextManager, Mapping, Optional, Protocol
+
+from .spec import ContainerSpec
+
+if TYPE_CHECKING:  # the analysis runs over SSH and imports remote/, which imports this
+    from .analysis.runner import Result
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    id: str
+    image: str
+    running: bool
+    status: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Split:
+    weight: int  # percent of new clients to the canary; -1: a split file we did not write
+
+
+Probe = Callable[[], tuple[bool, str]]  # one health check: (answered 200, what it answered)
+
+
+class Containers(Protocol):
+    def inspect(self, name: str) -> Optional[Container]:
+        """The container, or None when there is none (any other failure raises)."""
+
+    def image_exists(self, image: str) -> bool: ...
+
+    def run(self, spec: ContainerSpec) -> Container:
+        """Starts a container (`docker run`); a rejected run raises RemoteError."""
+
+    def stop_and_remove(self, name: str) -> None: ...
+
+    def port_holder(self, port: int) -> Optional[str]:
+        """Who listens on the host's port already (a process line), or None."""
+
+    def logs_tail(self, name: str, lines: int) -> str: ...
+
+
+class Router(Protocol):
+    """The app's traffic split file in nginx; every change is tested and reloaded."""
+
+    def read(self) -> Optional[Split]: ...
+
+    def install(self, content: str, mode: int) -> None: ...
+
+    def remove(self) -> None: ...
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Waits for nginx's old workers to finish their requests; whether they did."""
+
+
+class Prober(Protocol):
+    def health(self, port: int) -> ContextManager[Probe]:
+        """A probe of the app's health path on the host's `port`, for a `with` block."""
+
+    def analyse(self, weight: int, log: Callable[[str], None]) -> "Result":
+        """One analysis window of the canary at `weight` percent."""
+
+
+class Journal(Protocol):
+    """The record of this app on the host, written before each step acts."""
+
+    def read(self) -> Optional[str]: ...
+
+    def write(self, text: str) -> None: ...
+
+    def clear(self) -> None:
+        """Removes the app's files on the host: the journal and the containers' env files."""
+
+
+@dataclass(frozen=True)
+class HostOps:
+    containers: Containers
+    router: Router
+    prober: Prober
+    journal: Journal
+    lock: Callable[[str], ContextManager[object]]  # the host lock, held by `holder`

@@ -1,0 +1,95 @@
+"""The controller's host operations (host.py) over one SSH connection."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
+
+from ..analysis import runner
+from ..host import Container, HostOps, Probe, Split
+from ..render import lock_file
+from ..spec import ContainerSpec, ReleaseSpec
+from . import STATE_DIR, docker, nginx
+from .lock import HostLock
+from .ssh import Host
+
+
+class SshContainers:
+    def __init__(self, host: Host):
+        self.host = host
+
+    def inspect(self, name: str) -> Optional[Container]:
+        return docker.inspect(self.host, name)
+
+    def image_exists(self, image: str) -> bool:
+        return docker.image_exists(self.host, image)
+
+    def run(self, spec: ContainerSpec) -> Container:
+        return docker.run(self.host, spec)
+
+    def stop_and_remove(self, name: str) -> None:
+        docker.stop_and_remove(self.host, name)
+
+    def port_holder(self, port: int) -> Optional[str]:
+        return docker.port_holder(self.host, port)
+
+    def logs_tail(self, name: str, lines: int) -> str:
+        _, out, err = self.host.run(["docker", "logs", "--tail", str(lines), name], check=False)
+        return out + err
+
+
+class NginxRouter:
+    def __init__(self, host: Host, split_path: str):
+        self.host, self.path = host, split_path
+
+    def read(self) -> Optional[Split]:
+        return nginx.read(self.host, self.path)
+
+    def install(self, content: str, mode: int) -> None:
+        nginx.install(self.host, self.path, content, mode=mode)
+
+    def remove(self) -> None:
+        nginx.remove(self.host, self.path)
+
+    def wait_drained(self, timeout: float) -> bool:
+        return nginx.wait_drained(self.host, timeout)
+
+
+class SshProber:
+    """Probes through an SSH tunnel to the port on the host; the analysis as runner.py does it."""
+
+    def __init__(self, host: Host, spec: ReleaseSpec):
+        self.host, self.spec = host, spec
+
+    @contextmanager
+    def health(self, port: int) -> Iterator[Probe]:
+        url_of = lambda local: f"http://127.0.0.1:{local}{self.spec.health_path}"  # noqa: E731
+        with self.host.forward(port) as local, runner.app_session() as session:
+            def probe() -> tuple[bool, str]:
+                ok, _, last = runner.probe(session, url_of(local), 5)
+                return ok, last
+            yield probe
+
+    def analyse(self, weight: int, log: Callable[[str], None]) -> runner.Result:
+        return runner.analyse(self.host, self.spec, weight, log)
+
+
+class HostJournal:
+    def __init__(self, host: Host, app: str):
+        self.host, self.dir = host, f"{STATE_DIR}/{app}"
+
+    def read(self) -> Optional[str]:
+        return self.host.read_file(f"{self.dir}/journal.json")
+
+    def write(self, text: str) -> None:
+        self.host.run(["mkdir", "-p", "-m", "700", self.dir])
+        self.host.write_file(f"{self.dir}/journal.json", text, 0o600)
+
+    def clear(self) -> None:
+        self.host.sh('rm -f "$1"/*.env "$1"/journal.json', self.dir, check=False)
+
+
+def over_ssh(host: Host, spec: ReleaseSpec) -> HostOps:
+    return HostOps(containers=SshContainers(host), router=NginxRouter(host, spec.split.split_path),
+                   prober=SshProber(host, spec), journal=HostJournal(host, spec.app),
+                   lock=lambda holder: HostLock(host, lock_file(spec.app), holder))

@@ -1,0 +1,21 @@
+"""The SSH target: where the host is and the keys to reach it (plain data, no I/O).
+
+The config layer builds it (config.load_target); the SSH transport (remote/ssh.py)
+connects with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    user: str
+    host_key: str  # "ssh-ed25519 AAAA..."
+    private_key: str
+
+    def __repr__(self) -> str:  # never show the key
+        return f"Target({self.user}@{self.host}:{self.port})"

@@ -1,0 +1,172 @@
+"""The analysis report: what it charts (pure data preparation) and the files it writes."""
+
+import json
+import os
+
+import pytest
+
+from canary.analysis import report, report_data
+from canary.analysis.traffic import Backend
+from canary.analysis.verdict import CONTINUE, FAIL, LATENCY_FLOOR, Evidence, judge
+from tests import analysis_fixtures as fx
+
+
+def charts(summary, threshold=5):
+    return {c.key: c for c in report_data.page(summary, threshold).charts}
+
+
+def series(chart, name):
+    return next(s for s in chart.series if s.name == name)
+
+
+def limit(chart, prefix):
+    return next(lim for lim in chart.limits if lim.name.startswith(prefix))
+
+
+def test_the_runner_records_what_the_report_draws():
+    s = fx.slow_canary()
+    assert s["planned_checks"] == 10 and s["checks"] == len(s["series"]) == 6
+    assert s["thresholds"]["latency_factor"] == 1.5 and s["thresholds"]["min_requests"] == 20
+    last = s["series"][-1]
+    assert {"probes", "probe_failures", "probe_p50", "probe_p95", "stable_probes", "stable_probe_p50"} <= set(last)
+    assert last["probes"] == s["probes"] == 30 and last["probe_failures"] == s["probe_failures"] == 1
+    assert last["stable_probes"] == 6
+
+
+def test_real_traffic_charts_show_both_backends_check_by_check_with_the_threshold():
+    s = fx.slow_canary()
+    c = charts(s, threshold=5)["traffic-errors"]
+    assert c.checks == [1, 2, 3, 4, 5, 6] and c.unit == "%" and "%" in c.y_title
+    assert series(c, "stable").y == [p["stable_error_rate"] for p in s["series"]]
+    assert series(c, "canary").y == [p["canary_error_rate"] for p in s["series"]]
+    assert limit(c, "threshold").y == [5] * 6 and limit(c, "threshold").name == "threshold 5 %"
+    # The canary had 12 requests after check 1, below min_requests (20): not judged there.
+    assert s["series"][0]["canary_requests"] < 20 <= s["series"][1]["canary_requests"]
+    assert c.unjudged == 1 and "min_requests (20)" in c.unjudged_why
+    assert c.note == ""
+
+
+def test_latency_in_milliseconds_with_the_verdicts_two_limits():
+    s = fx.slow_canary()
+    c = charts(s)["traffic-latency"]
+    assert c.log and c.unit == "ms" and "ms" in c.y_title
+    assert series(c, "canary p95").y == [pytest.approx(p["canary_p95"] * 1000) for p in s["series"]]
+    assert series(c, "stable p95").y == [pytest.approx(p["stable_p95"] * 1000) for p in s["series"]]
+    assert limit(c, "max_response_time").y == [2000] * 6
+    relative = limit(c, "1.5 × stable p95")
+    assert relative.relative and relative.y[0] is None  # not judged before min_requests
+    assert relative.y[1:] == [pytest.approx(max(50, 1.5 * p["stable_p95"] * 1000)) for p in s["series"][1:]]
+    # The decision: the canary's p95 above that limit at the last check only.
+    above = [cy > ly for cy, ly in zip(series(c, "canary p95").y[1:], relative.y[1:])]
+    assert above == [False, False, False, False, True]
+
+
+@pytest.mark.parametrize("stable_s", [0.0, 0.01, 0.04, 0.2])
+def test_the_relative_latency_limit_drawn_is_where_the_verdict_fails(stable_s):
+    drawn = report_data._relative([stable_s * 1000], 1.5, [True])[0] / 1000
+    for factor, expected in ((1.01, FAIL), (0.99, CONTINUE)):
+        e = Evidence(planned_probes=100)
+        e.stable = Backend(requests=50, latencies=[stable_s] * 50)
+        e.canary = Backend(requests=50, latencies=[drawn * factor] * 50)
+        v = judge(e, fx.THRESHOLDS, final=False)
+        assert v.status == expected, (stable_s, factor, v)
+    assert drawn >= LATENCY_FLOOR
+
+
+def test_health_check_charts():
+    s = fx.slow_canary()
+    c = charts(s)
+    errors = c["probe-errors"]
+    assert [x.role for x in errors.series] == ["canary"]  # stable is probed for latency only
+    assert series(errors, "canary health checks").y == [p["probe_error_rate"] for p in s["series"]]
+    assert limit(errors, "threshold").y == [5] * 6
+    latency = c["probe-latency"]
+    assert series(latency, "canary median").y == [pytest.approx(p["probe_p50"] * 1000) for p in s["series"]]
+    assert series(latency, "stable median").y == [pytest.approx(p["stable_probe_p50"] * 1000) for p in s["series"]]
+    assert series(latency, "canary p95").secondary
+    # Stable is probed once a check: compared once it has 3 probes (check 3).
+    assert limit(latency, "1.5 × stable median").y[:2] == [None, None]
+    assert limit(latency, "1.5 × stable median").y[2] == pytest.approx(50)  # the floor
+    assert limit(latency, "max_response_time").y == [2000] * 6
+    assert latency.unjudged == 0  # 5 probes after check 1
+
+
+def test_the_decision_point_is_the_last_check_with_the_reason():
+    s = fx.slow_canary()
+    view = report_data.page(s, 5)
+    d = view.decision
+    assert (d.status, d.check, d.planned, d.early) == ("fail", 6, 10, True)
+    assert d.label == "FAIL at check 6" and d.reason == s["reason"] and "1.5x stable" in d.reason
+    assert d.seconds == s["series"][-1]["t"]
+    assert [r["decision"] for r in view.rows] == [False] * 5 + [True]
+
+
+def test_the_per_check_table():
+    rows = report_data.page(fx.slow_canary(), 5).rows
+    assert rows[4]["health"] == "24/25 ok" and rows[4]["health_errors"] == "4.0 %"
+    assert rows[0]["canary_requests"] == 12 and rows[0]["t"].endswith(" s")
+    assert rows[-1]["canary_p95"].endswith(" ms")
+    quiet = report_data.page(fx.no_traffic_pass(), 5).rows
+    assert quiet[0]["canary_requests"] == 0 and quiet[0]["canary_errors"] == quiet[0]["canary_p95"] == "—"
+
+
+def test_one_check_analysis_has_one_point_per_series():
+    view = report_data.page(fx.one_check_pass(), 5)
+    assert view.decision.label == "PASS at check 1" and not view.decision.early
+    for c in view.charts:
+        assert c.checks == [1] and c.note == ""
+        assert all(len(s.y) == 1 and s.y[0] is not None for s in c.series), c.key
+
+
+def test_no_real_traffic_is_said_not_drawn_as_zero():
+    c = charts(fx.no_traffic_pass())
+    for key in ("traffic-errors", "traffic-latency"):
+        assert all(v is None for s in c[key].series for v in s.y)
+        assert c[key].note == "no real traffic reached the canary or stable"
+        assert c[key].unjudged == 4
+    assert all(v is not None for v in series(c["probe-latency"], "canary median").y)
+
+
+def test_a_canary_that_never_started_has_no_charts():
+    view = report_data.page(fx.NEVER_STARTED, 5)
+    assert view.never_started and view.charts == [] and view.rows == []
+    assert view.decision.check is None and view.decision.label == "FAIL"
+    assert "exited before it became healthy" in view.decision.reason
+
+
+def test_an_older_summary_without_thresholds_still_charts():
+    s = fx.slow_canary()
+    old_keys = {"check", "t", "probe_error_rate", "canary_error_rate", "stable_error_rate", "canary_p95",
+                "stable_p95", "canary_requests", "stable_requests"}
+    old = {k: v for k, v in s.items() if k not in ("thresholds", "planned_checks")}
+    old["series"] = [{k: v for k, v in p.items() if k in old_keys} for p in s["series"]]
+    c = charts(old, threshold=3)
+    assert limit(c["traffic-errors"], "threshold").y == [3] * 6
+    assert c["traffic-latency"].limits == [] and c["traffic-errors"].unjudged == 0
+    assert series(c["probe-errors"], "canary health checks").y == [p["probe_error_rate"] for p in s["series"]]
+    assert c["probe-latency"].note and report_data.page(old, 3).decision.planned is None
+
+
+def test_write_puts_the_page_and_plotly_js_side_by_side(tmp_path):
+    s = fx.slow_canary()
+    path = report.write(str(tmp_path), "production", "odoo:v2", s, outcome="fail", threshold=5)
+    assert json.loads(open(path).read())["series"] == s["series"]
+    html = open(path[:-len(".json")] + ".html").read()
+    js = tmp_path / report.PLOTLY_JS
+    assert js.stat().st_size > 1_000_000 and f'<script src="{report.PLOTLY_JS}">' in html
+    for key in ("traffic-errors", "traffic-latency", "probe-errors", "probe-latency"):
+        assert f'id="{key}"' in html
+    assert "FAIL at check 6" in html and s["reason"] in html
+    assert len(html) < 100_000
+    # Written once: the next report reuses it.
+    os.utime(js, (1, 1))
+    report.write(str(tmp_path), "production", "odoo:v3", s, outcome="fail", threshold=5)
+    assert js.stat().st_mtime == 1
+
+
+def test_a_report_of_a_canary_that_never_started_says_so(tmp_path):
+    path = report.write(str(tmp_path), "production", "odoo:v2", fx.NEVER_STARTED, outcome="fail", threshold=5)
+    html = open(path[:-len(".json")] + ".html").read()
+    assert "The canary never started" in html and fx.NEVER_STARTED["reason"] in html
+    assert "<script" not in html and "plotly-graph-div" not in html
+    assert not (tmp_path / report.PLOTLY_JS).exists()
