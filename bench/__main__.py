@@ -1,9 +1,21 @@
-"""All benchmarks: `scripts/bench` (figures are printed; nothing is asserted)."""
+"""Benchmarks: `scripts/bench [NAME...]` runs the named ones (all by default) and prints
+their figures; nothing is asserted.
 
-from . import decision, live, split
+  decision  decision quality (simulation)     live      dropped requests, detection
+  split     split accuracy (nginx)            overhead  a promotion's `pulumi up`, by part
+"""
 
-decision.main()
-print()
-split.main()
-print()
-live.main()
+import sys
+
+from . import decision, live, overhead, split
+
+BENCHES = {"decision": decision.main, "split": split.main, "live": live.main, "overhead": overhead.main}
+
+names = sys.argv[1:] or list(BENCHES)
+unknown = [n for n in names if n not in BENCHES]
+if unknown:
+    sys.exit(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHES)}")
+for i, name in enumerate(names):
+    if i:
+        print()
+    BENCHES[name]()

@@ -50,7 +50,12 @@ def inspect(host: Host, name: str) -> Optional[Container]:
         if _absent(err):
             return None
         raise RemoteError(argv, status, out, err)
-    data = json.loads(out)[0]
+    return _container(out)
+
+
+def _container(inspected: str) -> Container:
+    """The container from `docker inspect`'s JSON."""
+    data = json.loads(inspected)[0]
     state = data.get("State", {})
     return Container(
         name=data["Name"].lstrip("/"), id=data["Id"][:12], image=data["Config"]["Image"],
@@ -72,11 +77,29 @@ def run(host: Host, spec: ContainerSpec) -> Container:
     # 700 even when the directory already existed (mkdir -p -m leaves its mode alone).
     host.run(["install", "-d", "-m", "700", app_dir])
     host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in sorted(spec.env.items())), mode=0o600)
-    host.run(run_argv(spec, env_file))
-    found = inspect(host, spec.name)
-    if found is None:
-        raise RuntimeError(f"container {spec.name} vanished right after `docker run`")
-    return found
+    # One round trip: the run, then the inspection of what it started.
+    argv = run_argv(spec, env_file)
+    status, out, err = host.run(["sh", "-c", _RUN_AND_INSPECT, "sh", *argv], check=False)
+    if status == _INSPECT_FAILED:
+        if _absent(err):
+            raise RuntimeError(f"container {spec.name} vanished right after `docker run`")
+        raise RemoteError(["docker", "inspect", "--type", "container", spec.name], status, "", err)
+    if status != 0:
+        raise RemoteError(argv, status, out, err)
+    return _container(out)
+
+
+# Runs the `docker run -d` in "$@", then prints `docker inspect` of the container it
+# started (exit 3 when that fails: `docker run -d` itself fails with 125 to 127).
+_RUN_AND_INSPECT = r'''
+id=$("$@") || exit $?
+docker inspect --type container "$id" || exit 3
+'''
+_INSPECT_FAILED = 3
+
+
+# $1 seconds from SIGTERM to SIGKILL, $2 the container.
+_STOP_AND_REMOVE = 'docker stop -t "$1" "$2" >/dev/null 2>&1; docker rm -f "$2"'
 
 
 def stop_and_remove(host: Host, name: str, timeout: int = 30, daemon_wait: float = 90) -> None:
@@ -86,8 +109,9 @@ def stop_and_remove(host: Host, name: str, timeout: int = 30, daemon_wait: float
     behind (with a restart policy it would come back by itself)."""
     deadline = time.monotonic() + daemon_wait
     while True:
-        host.run(["docker", "stop", "-t", str(timeout), name], check=False, timeout=timeout + 60)
-        status, _, err = host.run(["docker", "rm", "-f", name], check=False)
+        # One round trip: the stop (its outcome does not matter), then the removal.
+        status, _, err = host.run(["sh", "-c", _STOP_AND_REMOVE, "sh", str(timeout), name],
+                                  check=False, timeout=timeout + 60)
         if status == 0 or "No such container" in err:
             return
         if time.monotonic() > deadline:

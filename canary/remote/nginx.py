@@ -14,6 +14,7 @@ from .ssh import Host, RemoteError
 # delete), $3 = where to keep the previous file meanwhile.
 _INSTALL = r'''
 f=$1; new=$2; prev=$3
+mkdir -p "$(dirname "$prev")" || exit 1
 rm -f "$prev"
 [ -f "$f" ] && cp -p "$f" "$prev"
 if [ -n "$new" ]; then mv "$new" "$f"; else rm -f "$f"; fi
@@ -71,7 +72,7 @@ def remove(host: Host, path: str) -> None:
 
 
 def _swap(host: Host, path: str, staged: str) -> None:
-    host.run(["mkdir", "-p", STAGING])  # also holds the previous file meanwhile
+    # The script makes the staging directory, which holds the previous file meanwhile.
     try:
         host.sh(_INSTALL, path, staged, _staging(path) + ".prev")
     except RemoteError as err:

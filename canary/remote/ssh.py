@@ -316,7 +316,14 @@ class Host:
             except Exception:
                 pass
             finally:
+                # shutdown first: close() alone leaves the socket open while the other
+                # direction's thread is blocked reading it, so a backend that closed (an
+                # app not listening yet) made the client wait for its whole timeout.
                 for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except Exception:
+                        pass
                     try:
                         s.close()
                     except Exception:

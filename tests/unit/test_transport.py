@@ -1,4 +1,5 @@
-"""Transport logic that needs no host: lock messages, unmeasured logs, webhook bounds."""
+"""Transport logic that needs no host: lock messages, unmeasured logs, webhook bounds, the
+SSH tunnel's ends."""
 
 import socket
 import threading
@@ -8,6 +9,7 @@ from canary import notify
 from canary.analysis.runner import app_session, unmeasured_logs
 from canary.analysis.verdict import CONTINUE, FAIL, INCONCLUSIVE, PASS, Verdict
 from canary.remote.lock import busy_message
+from canary.remote.ssh import Host, Target
 
 
 def test_busy_message_names_holder_and_ages():
@@ -93,3 +95,35 @@ def test_webhook_errors_are_logged_without_the_url():
             assert not any("secret-path-xyz" in m for m in logs)
     finally:
         sock.close()
+
+
+def test_forward_passes_on_a_backend_that_closes():
+    """An app not listening yet: the backend end of the tunnel closes at once, and so
+    must the client's end (a probe fails fast instead of waiting out its timeout)."""
+    backend = socket.create_server(("127.0.0.1", 0))
+
+    def refuse():
+        conn, _ = backend.accept()
+        conn.close()
+    threading.Thread(target=refuse, daemon=True).start()
+
+    class Transport:
+        def open_channel(self, kind, dest, peer, timeout):
+            return socket.create_connection(backend.getsockname())
+
+    class Client:
+        def get_transport(self):
+            return Transport()
+
+    host = Host(Target("host", 22, "user", "ssh-ed25519 AAAA", ""))
+    host.client = Client
+    with host.forward(8069) as port:
+        client = socket.create_connection(("127.0.0.1", port))
+        client.settimeout(3)
+        try:
+            assert client.recv(100) == b""
+        except socket.timeout:
+            raise AssertionError("the tunnel kept the client waiting after the backend closed") from None
+        finally:
+            client.close()
+    backend.close()

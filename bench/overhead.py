@@ -1,0 +1,154 @@
+"""Overhead of a promotion: `pulumi up` v1 -> v2 with a 20 s analysis, broken down.
+
+The same stack as the live benchmarks (one 20 s step at 10 %, an app that takes 3 s to
+listen, wrk's users during the promotion), through the real CLI. bench/tracer.py times
+the program's and the providers' work from inside their processes; the engine's event
+stream and the CLI process's own start and end give the rest. bench/timeline.py turns
+them into the table printed here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from canary.remote.ssh import Host, Target
+from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, sh
+
+from . import live, timeline
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTHOST_LOCK = os.environ.get("CANARY_TESTHOST_LOCK", "/tmp/canary-testhost.lock")
+
+
+@contextmanager
+def testhost_turn():
+    """The test host to ourselves, as one e2e test has it (tests/conftest.py)."""
+    with open(TESTHOST_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _traced(d, trace: Path) -> None:
+    """The stack's Python processes write their timings to `trace` (bench/tracer.py)."""
+    env = d.stack.workspace.env_vars
+    env["CANARY_BENCH_TRACE"] = str(trace)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench" / "tracing"), env.get("PYTHONPATH") or str(ROOT)])
+
+
+def _timed_cli(stack, marks: list) -> None:
+    """Notes when the `pulumi up` process itself starts and ends (the Automation API then
+    runs `pulumi stack output` and `pulumi stack history`)."""
+    run = stack._run_pulumi_cmd_sync
+
+    def timed(args, *a, **k):
+        start = time.time()
+        try:
+            return run(args, *a, **k)
+        finally:
+            if "up" in args[:2]:  # the Automation API may put --non-interactive first
+                marks.append((start, time.time()))
+    stack._run_pulumi_cmd_sync = timed
+
+
+def promotion(tmp: Path, load: bool = True) -> timeline.Run:
+    """Deploys v1, then times the promotion to v2 (under wrk's load when `load`)."""
+    d = live.deployment(tmp)
+    d.up()
+    trace = tmp / "trace.jsonl"
+    trace.write_text("")
+    _traced(d, trace)
+    cli: list = []
+    _timed_cli(d.stack, cli)
+    d.set(image_tag="v2")
+    events: list[tuple[float, dict]] = []
+
+    def on_event(e: auto.EngineEvent) -> None:
+        events.append((time.time(), _event(e)))
+
+    with (live.Wrk() if load else _nothing()) as users:
+        start = time.time()
+        d.stack.up(on_event=on_event, on_output=d._out)
+        end = time.time()
+    if users is not None:
+        print(users.line("  users during the promotion (wrk)"))
+    records = [json.loads(line) for line in trace.read_text().splitlines() if line.strip()]
+    return timeline.Run(start=start, end=end, records=records, events=events, cli=cli[0] if cli else None,
+                        listening={n: t for n in ("odoo",) if (t := _listening_at(n)) is not None},
+                        analysis_seconds=d.outputs()["analysis"]["seconds"])
+
+
+@contextmanager
+def _nothing():
+    yield None
+
+
+def _event(e: auto.EngineEvent) -> dict:
+    """The few fields of an engine event the timeline reads."""
+    for kind in ("resource_pre_event", "res_outputs_event", "res_op_failed_event"):
+        ev = getattr(e, kind, None)
+        if ev is not None:
+            return {"kind": kind, "urn": ev.metadata.urn, "op": str(ev.metadata.op.value)}
+    if e.diagnostic_event is not None:
+        return {"kind": "diagnostic_event", "urn": e.diagnostic_event.urn or "",
+                "message": e.diagnostic_event.message}
+    for kind in ("prelude_event", "summary_event", "cancel_event"):
+        if getattr(e, kind, None) is not None:
+            return {"kind": kind}
+    return {"kind": "other"}
+
+
+def _listening_at(name: str):
+    """When the app in container `name` began to listen (its log line), wall clock."""
+    out = sh(f"docker logs -t {name} 2>&1 | grep -m1 ' listening on ' || true", check=False).split()
+    return timeline.rfc3339(out[0]) if out else None
+
+
+def command_cost(n: int = 10) -> tuple[float, float]:
+    """Median seconds of one remote command (`true`) and of one SFTP read on the test
+    host: what each round trip of the update costs there (a host's shell start-up files
+    run for every command)."""
+    key = " ".join((TESTHOST_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+    host = Host(Target(BASE_CONFIG["host"], int(BASE_CONFIG["ssh_port"]), BASE_CONFIG["ssh_user"], key,
+                       (TESTHOST_DIR / "id_ed25519").read_text()))
+    try:
+        host.run(["true"])
+        return (statistics.median(_seconds(lambda: host.run(["true"])) for _ in range(n)),
+                statistics.median(_seconds(lambda: host.read_file("/etc/hostname")) for _ in range(n)))
+    finally:
+        host.close()
+
+
+def _seconds(fn) -> float:
+    start = time.monotonic()
+    fn()
+    return time.monotonic() - start
+
+
+def main(load: bool = True) -> None:
+    print("Overhead: pulumi up of a promotion v1 -> v2 (one 20 s analysis step at 10 %, an app that "
+          "starts in 3 s), by part")
+    with tempfile.TemporaryDirectory() as tmp, testhost_turn():
+        os.environ.setdefault("CANARY_REPORT_DIR", str(Path(tmp) / "reports"))
+        run = promotion(Path(tmp) / "overhead", load=load)
+        live.reset_host()
+        command, sftp = command_cost()
+    print(timeline.table(run, timeline.breakdown(run)))
+    shell = timeline.shell_commands_outside_analysis(run.records)
+    print(f"  one remote command costs {command:.3f}s on this test host (`true`, median), an SFTP read "
+          f"{sftp:.3f}s: the update ran {shell} commands outside the analysis, {shell * command:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
