@@ -120,8 +120,8 @@ class Controller:
 
     # -- observation ------------------------------------------------------------------
     def observe(self) -> HostState:
-        c = self.ops.containers
-        return HostState(production=c.inspect(self.spec.app), canary=c.inspect(self.canary_name),
+        found = self.ops.containers.inspect_all([self.spec.app, self.canary_name])
+        return HostState(production=found[self.spec.app], canary=found[self.canary_name],
                          split=self.ops.router.read())
 
     def observed(self, h: HostState, check_health: bool = False) -> P.Observed:

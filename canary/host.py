@@ -40,6 +40,9 @@ class Containers(Protocol):
     def inspect(self, name: str) -> Optional[Container]:
         """The container, or None when there is none (any other failure raises)."""
 
+    def inspect_all(self, names: list[str]) -> dict[str, Optional[Container]]:
+        """Several containers at once (one round trip); None for each there is not."""
+
     def image_exists(self, image: str) -> bool: ...
 
     def run(self, spec: ContainerSpec) -> Container:

@@ -53,14 +53,35 @@ def inspect(host: Host, name: str) -> Optional[Container]:
     return _container(out)
 
 
+def inspect_all(host: Host, names: list[str]) -> dict[str, Optional[Container]]:
+    """Several containers in one round trip (None for each Docker says does not exist).
+    Any other failure raises, as for `inspect`."""
+    argv = ["docker", "inspect", "--type", "container", *names]
+    status, out, err = host.run(argv, check=False)
+    found = {c.name: c for c in _containers(out)} if out.strip().startswith("[") else {}
+    if status != 0:
+        # Docker prints what it found and one error line per missing name: only those
+        # errors are evidence of absence.
+        errors = [line for line in err.strip().splitlines() if line.strip()]
+        if len(found) == len(names) or not errors or not all(_absent(line) for line in errors):
+            raise RemoteError(argv, status, out, err)
+    return {name: found.get(name) for name in names}
+
+
 def _container(inspected: str) -> Container:
     """The container from `docker inspect`'s JSON."""
-    data = json.loads(inspected)[0]
-    state = data.get("State", {})
-    return Container(
-        name=data["Name"].lstrip("/"), id=data["Id"][:12], image=data["Config"]["Image"],
-        running=bool(state.get("Running")), status=state.get("Status", ""),
-        labels=data["Config"].get("Labels") or {})
+    return _containers(inspected)[0]
+
+
+def _containers(inspected: str) -> list[Container]:
+    out = []
+    for data in json.loads(inspected):
+        state = data.get("State", {})
+        out.append(Container(
+            name=data["Name"].lstrip("/"), id=data["Id"][:12], image=data["Config"]["Image"],
+            running=bool(state.get("Running")), status=state.get("Status", ""),
+            labels=data["Config"].get("Labels") or {}))
+    return out
 
 
 def image_exists(host: Host, image: str) -> bool:

@@ -21,6 +21,9 @@ class SshContainers:
     def inspect(self, name: str) -> Optional[Container]:
         return docker.inspect(self.host, name)
 
+    def inspect_all(self, names: list[str]) -> dict[str, Optional[Container]]:
+        return docker.inspect_all(self.host, names)
+
     def image_exists(self, image: str) -> bool:
         return docker.image_exists(self.host, image)
 

@@ -148,9 +148,12 @@ def test_docker_daemon_down_is_not_absence():
     raised = {}
     try:
         absent_when_up = docker.inspect(h, "odoo-no-such-container") is None
+        both_absent_when_up = docker.inspect_all(h, ["odoo-no-such", "odoo-no-such-canary"]) == {
+            "odoo-no-such": None, "odoo-no-such-canary": None}
         sh("pkill -TERM -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done")
         for name, call in {
             "inspect": lambda: docker.inspect(h, "odoo"),
+            "inspect_all": lambda: docker.inspect_all(h, ["odoo", "odoo-canary"]),
             "image_exists": lambda: docker.image_exists(h, "canary-demo:v1"),
             "count_log_lines": lambda: docker.count_log_lines(h, "odoo-canary", "2020-01-01T00:00:00Z"),
         }.items():
@@ -164,6 +167,7 @@ def test_docker_daemon_down_is_not_absence():
     print(raised)
     record("Docker daemon down: inspect/logs raise, not 'no container' or '0 errors'",
            {"with the daemon up a missing container inspects as None": absent_when_up,
+            "with the daemon up two missing containers inspect as None in one call": both_absent_when_up,
             **{f"with the daemon down {name} raises 'Cannot connect to the Docker daemon'":
                "Cannot connect to the Docker daemon" in v for name, v in raised.items()}})
 

@@ -139,6 +139,9 @@ class FakeHost:
         c = self.containers.get(name)
         return c.view() if c else None
 
+    def inspect_all(self, names: list[str]) -> dict[str, Optional[Container]]:
+        return {name: self.inspect(name) for name in names}
+
     def image_exists(self, image: str) -> bool:
         return image in self.images
 

@@ -127,3 +127,34 @@ def test_forward_passes_on_a_backend_that_closes():
         finally:
             client.close()
     backend.close()
+
+
+def test_inspecting_two_containers_in_one_call_tells_absence_from_failure():
+    import json as _json
+
+    import pytest
+
+    from canary.remote import docker
+    from canary.remote.ssh import RemoteError
+
+    def container(name):
+        return {"Name": "/" + name, "Id": "ab" * 32, "Config": {"Image": "canary-demo:v1", "Labels": {}},
+                "State": {"Running": True, "Status": "running"}}
+
+    class Stub:  # what `docker inspect` prints (the format the Docker CLI uses)
+        def __init__(self, status, found, err):
+            self.answer = (status, _json.dumps([container(n) for n in found]), err)
+
+        def run(self, argv, check=True):
+            return self.answer
+
+    names = ["odoo", "odoo-canary"]
+    both = docker.inspect_all(Stub(0, names, ""), names)
+    assert {n: c.name for n, c in both.items()} == {"odoo": "odoo", "odoo-canary": "odoo-canary"}
+    one = docker.inspect_all(Stub(1, ["odoo"], "Error response from daemon: No such container: odoo-canary\n"), names)
+    assert one["odoo"].running and one["odoo-canary"] is None
+    none = docker.inspect_all(Stub(1, [], "Error response from daemon: No such container: odoo\n"
+                                          "Error response from daemon: No such container: odoo-canary\n"), names)
+    assert none == {"odoo": None, "odoo-canary": None}
+    with pytest.raises(RemoteError, match="Cannot connect"):
+        docker.inspect_all(Stub(1, [], "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n"), names)
