@@ -9,7 +9,6 @@ them into the table printed here.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import statistics
@@ -21,23 +20,11 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from canary.remote.ssh import Host, Target
-from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, sh
+from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, sh, testhost_turn
 
 from . import live, timeline
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTHOST_LOCK = os.environ.get("CANARY_TESTHOST_LOCK", "/tmp/canary-testhost.lock")
-
-
-@contextmanager
-def testhost_turn():
-    """The test host to ourselves, as one e2e test has it (tests/conftest.py)."""
-    with open(TESTHOST_LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _traced(d, trace: Path) -> None:

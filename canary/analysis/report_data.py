@@ -170,16 +170,23 @@ def traffic_latency(series: list[dict], th: dict) -> Chart:
              Series("canary p95", "canary", _values(series, "canary_p95", MS, count="canary_requests"))]
     judged = [(p.get("canary_requests") or 0) >= min_req and (p.get("stable_requests") or 0) >= min_req
               for p in series]
-    factor = th.get("latency_factor")
-    chart_limits = [Limit(f"max_response_time {th['max_response_time']:g} s",
-                          _fixed(th["max_response_time"], len(series), MS))] if "max_response_time" in th else []
-    if factor is not None:
-        chart_limits.append(Limit(f"{factor:g} × stable p95 (floor {LATENCY_FLOOR * MS:g} ms)",
-                                  _relative(stable, factor, judged), relative=True))
+    chart_limits = _latency_limits(th, len(series), stable, judged, "stable p95")
     return Chart(
         "traffic-latency", "Real traffic: p95 latency", "p95 response time (ms, log scale)", "ms", True,
         _checks(series), _seconds(series), lines, chart_limits,
         *_traffic_unjudged(series, th), note=_note(lines, "no real traffic reached the canary or stable"))
+
+
+def _latency_limits(th: dict, n: int, stable: list, judged: list[bool], relative_to: str,
+                    fixed_note: str = "") -> list[Limit]:
+    """max_response_time, and latency_factor x `relative_to` where it was judged."""
+    limits = [Limit(f"max_response_time {th['max_response_time']:g} s{fixed_note}",
+                    _fixed(th["max_response_time"], n, MS))] if "max_response_time" in th else []
+    factor = th.get("latency_factor")
+    if factor is not None:
+        limits.append(Limit(f"{factor:g} × {relative_to} (floor {LATENCY_FLOOR * MS:g} ms)",
+                            _relative(stable, factor, judged), relative=True))
+    return limits
 
 
 def probe_errors(series: list[dict], th: dict) -> Chart:
@@ -203,12 +210,7 @@ def probe_latency(series: list[dict], th: dict) -> Chart:
              Series("canary p95", "canary", _values(series, "probe_p95", MS, count="probes"), secondary=True)]
     judged = [(p.get("probes") or 0) >= MIN_PROBES_TO_JUDGE and (p.get("stable_probes") or 0) >= MIN_PROBES_TO_JUDGE
               for p in series]
-    factor = th.get("latency_factor")
-    chart_limits = [Limit(f"max_response_time {th['max_response_time']:g} s (for p95)",
-                          _fixed(th["max_response_time"], len(series), MS))] if "max_response_time" in th else []
-    if factor is not None:
-        chart_limits.append(Limit(f"{factor:g} × stable median (floor {LATENCY_FLOOR * MS:g} ms)",
-                                  _relative(stable, factor, judged), relative=True))
+    chart_limits = _latency_limits(th, len(series), stable, judged, "stable median", " (for p95)")
     return Chart(
         "probe-latency", "Health checks: latency", "response time (ms, log scale)", "ms", True,
         _checks(series), _seconds(series), lines, chart_limits,

@@ -4,11 +4,13 @@ fresh stack and a clean host."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
@@ -19,6 +21,19 @@ from pulumi import automation as auto
 ROOT = Path(__file__).resolve().parents[2]
 TESTHOST = ROOT / "testhost" / "testhost.sh"
 TESTHOST_DIR = Path(os.environ.get("TESTHOST_DIR", "/var/lib/canary-testhost"))
+TESTHOST_LOCK = os.environ.get("CANARY_TESTHOST_LOCK", "/tmp/canary-testhost.lock")
+
+
+@contextmanager
+def testhost_turn():
+    """The test host to ourselves: it is one machine-wide droplet (dockerd, nginx, sshd on
+    :2222), so concurrent test runs and benchmarks take turns."""
+    with open(TESTHOST_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 SITE_URL = "http://127.0.0.1:8088"
 PASSPHRASE = "e2e-tests"
 
