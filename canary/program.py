@@ -59,7 +59,8 @@ def main() -> None:
     env["metric_command"] = pulumi.Output.secret(metric) if s.metric_command_is_secret else metric
     first = s.steps[0]
     preview = render.split_preview(s, first) if first else ""  # force token as a placeholder
-    planned = _planned(replace(ReleaseSpec.from_settings(s), digest=digest))
+    # A preview says what the update will do; the update itself says what it set out to do.
+    planned = _planned(replace(ReleaseSpec.from_settings(s), digest=digest)) if pulumi.runtime.is_dry_run() else ""
     release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,
                       planned=planned, opts=pulumi.ResourceOptions(depends_on=[site, *ready]))
     Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
@@ -71,7 +72,8 @@ def main() -> None:
     pulumi.export("image_digest", digest)
     pulumi.export("production_digest", release.production_revision.apply(docker_resources.digest_of))
     pulumi.export("previous_tag", release.previous_image.apply(_tag_of))
-    pulumi.export("planned", planned)
+    # (a release with no change keeps its outputs: a preview shows its own words)
+    pulumi.export("planned", planned if pulumi.runtime.is_dry_run() else release.planned)
     # What the next preview plans from (secret: it holds the stack's revision key).
     pulumi.export("release_record", pulumi.Output.secret(pulumi.Output.all(
         *[getattr(release, k) for k in RECORD_KEYS], release.revision_key).apply(
@@ -80,7 +82,10 @@ def main() -> None:
 
 def _planned(spec: ReleaseSpec) -> pulumi.Output[str]:
     """What this update will do, in words (preview and the PR comment show it): plan.py
-    asked with the stack's last record, read back through a reference to this stack."""
+    asked with the stack's last record, read back through a reference to this stack.
+    Previews only: during an update the stack's checkpoint is being written (a file
+    backend's reads it half-written), and the release provider says the same from its
+    own record."""
     org = pulumi.get_organization() or "organization"  # (a DIY backend's one organization)
     me = pulumi.StackReference(f"{org}/{pulumi.get_project()}/{pulumi.get_stack()}")
 

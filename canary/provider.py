@@ -34,7 +34,7 @@ from .engine_watch import exit_with_engine
 from .errors import CanaryError, DeployError, rolled_back_before
 from .notify import Notifier
 from .phases import Phase
-from .planned import action_for
+from .planned import action_for, describe
 from .remote.over_ssh import over_ssh
 from .remote.ssh import Host
 from .spec import ReleaseSpec, new_revision_key
@@ -163,14 +163,18 @@ class ReleaseProvider(ResourceProvider):
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def _run(self, spec_inputs: dict, recorded: dict) -> dict:
+        spec = ReleaseSpec.from_inputs(spec_inputs)
+        # What this update set out to do, in words (a preview shows the program's words:
+        # the same, from the stack's record).
+        planned = describe(spec, ReleaseStatus.from_outputs(recorded) if recorded else None)
         controller, host = self._controller(spec_inputs)
         try:
             status = controller.reconcile(recorded)
         finally:
             host.close()
         return {**redact.current().value(status.to_outputs()), "spec": _public_spec(spec_inputs),
-                "image": ReleaseSpec.from_inputs(spec_inputs).image,
-                "revision_key": spec_inputs["revision_key"]}
+                "image": spec.image, "revision_key": spec_inputs["revision_key"],
+                "planned": redact.current().text(planned)}
 
     @_reported
     def create(self, props: dict) -> CreateResult:
@@ -230,6 +234,7 @@ class Release(Resource, module="canary", name="Release"):
     failure_reason: pulumi.Output[str]
     message: pulumi.Output[str]
     analysis: pulumi.Output[Any]
+    planned: pulumi.Output[str]  # what the update sets out to do, in words
 
     def __init__(self, name: str, spec: pulumi.Input[dict], env: pulumi.Input[dict],
                  canary_env: pulumi.Input[dict], split_preview: pulumi.Input[str],

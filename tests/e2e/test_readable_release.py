@@ -26,6 +26,8 @@ def test_preview_says_the_planned_action(deployment):
     assert "canary: canary-demo:v1 -> canary-demo:v2, 10% of new clients for 6s of analysis, then promote it" \
         in words, words
     d.up()
+    assert d.outputs()["planned"].startswith("canary: canary-demo:v1 -> canary-demo:v2, 10% of new clients")
+    assert "no change: production runs canary-demo:v2" in planned(d, "v2")
     assert "instant rollback: canary-demo:v2 -> canary-demo:v1, no analysis" in planned(d, "v1")
     d.set(image_tag="broken")
     with pytest.raises(auto.CommandError):

@@ -36,9 +36,9 @@ class Mocks(pulumi.runtime.Mocks):
 
 @pytest.fixture
 def run_program(monkeypatch):
-    def run(config):
+    def run(config, preview=False):
         mocks = Mocks()
-        pulumi.runtime.set_mocks(mocks, project="canary", stack="test", preview=False)
+        pulumi.runtime.set_mocks(mocks, project="canary", stack="test", preview=preview)
         pulumi.runtime.config.CONFIG.set({})  # no config left over from another test
         for k, v in config.items():
             pulumi.runtime.set_config(f"canary:{k}", v if isinstance(v, str) else json.dumps(v))
@@ -148,12 +148,18 @@ def test_named_volumes_are_kept_on_destroy_and_the_canary_may_have_its_own(run_p
 
 
 
-def test_the_release_says_what_it_will_do_as_a_known_input(run_program):
-    mocks = run_program(BASE)
+def test_a_preview_says_what_the_release_will_do_as_a_known_input(run_program):
+    mocks = run_program(BASE, preview=True)
     release = next(r for r in mocks.resources if r.name == "release")
     assert release.inputs["planned"] == "first deploy: canary-demo:v2 straight to production (nothing runs there yet)"
     me = next(r for r in mocks.resources if r.typ == "pulumi:pulumi:StackReference")
     assert me.name == "organization/canary/test"  # a reference to this very stack
+
+
+def test_an_update_reads_no_stack_reference(run_program):
+    # (the stack's checkpoint is being written meanwhile; the provider says the words)
+    mocks = run_program(BASE)
+    assert not [r for r in mocks.resources if r.typ == "pulumi:pulumi:StackReference"]
 
 
 def test_the_release_knows_its_own_urn_for_its_progress_lines(run_program):
