@@ -147,6 +147,7 @@ class ReleaseProvider(ResourceProvider):
         notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say), redactor)
         return Controller(over_ssh(host, spec), spec, _say, revision, notifier, self.force_token), host
 
+    @_reported
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
         unkeyed = bool(olds.get("spec")) and not olds.get("revision_key")
         spec_inputs, olds = _with_key(_spec_inputs(news), olds)

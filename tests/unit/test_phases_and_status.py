@@ -116,3 +116,30 @@ def test_container_name_cannot_change():
     olds = _recorded(spec("v1"), phase=Phase.PROMOTED)
     with pytest.raises(Exception, match="container_name cannot change"):
         diff(olds, spec("v1", container_name="erp"))
+
+
+def test_a_user_error_is_reported_as_its_message_a_bug_with_its_traceback():
+    import sys
+    import traceback
+
+    from canary.errors import DeployError
+
+    def formatted(fn):  # as the dynamic provider server reports what it caught
+        try:
+            fn()
+        except Exception:
+            return traceback.format_exc()
+
+    def user_error():
+        raise DeployError("canary odoo-erp:v2 was rolled back: 5xx 40%")
+
+    def bug():
+        raise KeyError("phase")
+    try:
+        assert formatted(provider._reported(user_error)).strip() == (
+            "canary.errors.DeployError: canary odoo-erp:v2 was rolled back: 5xx 40%")
+        text = formatted(provider._reported(bug))
+        assert text.startswith("Traceback (most recent call last):") and "in bug" in text
+    finally:
+        if hasattr(sys, "tracebacklimit"):
+            del sys.tracebacklimit
