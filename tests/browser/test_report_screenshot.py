@@ -87,17 +87,22 @@ def colours_per_chart(img, boxes):
     return [(count(img, b, COLORS["stable"]), count(img, b, COLORS["canary"])) for b in boxes]
 
 
+def assert_both_series(per_chart, pixels):
+    """Four plot areas; both series drawn in each chart that has both (the health-check
+    failures chart, the third, has the canary alone: stable is probed for latency only)."""
+    assert len(per_chart) == 4, per_chart
+    for i in (0, 1, 3):
+        stable, canary = per_chart[i]
+        assert stable >= pixels and canary >= pixels, (i, per_chart)
+
+
 def test_report_charts_show_stable_and_canary(artifacts):
     img = screenshot(render(fx.slow_canary(), artifacts), artifacts / "slow-canary.png")
     boxes = plot_areas(img)
     per_chart = colours_per_chart(img, boxes)
     print("plot areas:", boxes, "stable/canary pixels:", per_chart)
-    assert len(per_chart) == 4, per_chart
-    # Row by row: real traffic 5xx, real traffic p95, health-check failures (the canary
-    # alone: stable is probed for latency only), health-check latency.
-    for i in (0, 1, 3):
-        stable, canary = per_chart[i]
-        assert stable >= 150 and canary >= 150, (i, per_chart)
+    # Row by row: real traffic 5xx, real traffic p95, health-check failures, health-check latency.
+    assert_both_series(per_chart, 150)
     assert per_chart[2][1] >= 150 and per_chart[2][0] == 0, per_chart
     # The decision (fail at check 6) drawn in every chart.
     assert all(count(img, b, DECISION_COLORS["fail"]) >= 30 for b in boxes)
@@ -107,11 +112,8 @@ def test_one_check_report_draws_markers(artifacts):
     img = screenshot(render(fx.one_check_pass(), artifacts), artifacts / "one-check.png")
     per_chart = colours_per_chart(img, plot_areas(img))
     print("stable/canary pixels:", per_chart)
-    assert len(per_chart) == 4, per_chart
     # One point each: no line, so these pixels are markers (a circle of 11 px, a diamond of 9 px).
-    for i in (0, 1, 3):
-        stable, canary = per_chart[i]
-        assert stable >= 15 and canary >= 15, (i, per_chart)
+    assert_both_series(per_chart, 15)
     assert per_chart[2][1] >= 15
 
 
@@ -141,7 +143,4 @@ def test_equal_series_both_stay_visible(artifacts):
     img = screenshot(render(s, artifacts), artifacts / "equal-series.png")
     per_chart = colours_per_chart(img, plot_areas(img))
     print("stable/canary pixels:", per_chart)
-    assert len(per_chart) == 4, per_chart
-    for i in (0, 1, 3):
-        stable, canary = per_chart[i]
-        assert stable >= 150 and canary >= 150, (i, per_chart)
+    assert_both_series(per_chart, 150)
