@@ -13,7 +13,7 @@ from typing import Optional
 
 from . import plan as P
 from .spec import ReleaseSpec
-from .status import ReleaseStatus
+from .status import REVISION_KEYS, ReleaseStatus
 
 
 def _duration(seconds: float) -> str:
@@ -38,8 +38,7 @@ def describe(spec: ReleaseSpec, status: Optional[ReleaseStatus]) -> str:
     """The planned action in one line. `status` is None for a stack that never deployed."""
     image = spec.image
     if status is not None:  # revisions recorded in an older form, in the current one
-        status = status.with_(**{k: spec.canonical(getattr(status, k)) for k in (
-            "production_revision", "canary_revision", "previous_revision", "failed_revision")})
+        status = status.with_(**{k: spec.canonical(getattr(status, k)) for k in REVISION_KEYS})
     if status is None:
         return f"first deploy: {image} straight to production (nothing runs there yet)"
     a = action_for(spec, status)

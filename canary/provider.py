@@ -38,7 +38,7 @@ from .planned import action_for, describe
 from .remote.over_ssh import over_ssh
 from .remote.ssh import Host
 from .spec import ReleaseSpec, new_revision_key
-from .status import OUTPUT_KEYS, ReleaseStatus
+from .status import OUTPUT_KEYS, REVISION_KEYS, ReleaseStatus
 
 _SECRET_FREE = ("env", "canary_env")
 
@@ -68,15 +68,12 @@ def _public_spec(spec_inputs: dict) -> dict:
 
 
 # -- keyed revisions and masked secrets (see spec.py and redact.py) ----------------------------
-_REVISIONS = ("production_revision", "canary_revision", "previous_revision", "failed_revision")
-
-
 def _with_key(spec_inputs: dict, olds: dict) -> tuple[dict, dict]:
     """The spec with the stack's revision key (a new one for a stack without), and the
     recorded outputs with revisions of this spec recorded before the key in keyed form."""
     spec_inputs = {**spec_inputs, "revision_key": olds.get("revision_key") or new_revision_key()}
     spec = ReleaseSpec.from_inputs(spec_inputs)
-    return spec_inputs, {**olds, **{k: spec.canonical(olds[k]) for k in _REVISIONS if olds.get(k)}}
+    return spec_inputs, {**olds, **{k: spec.canonical(olds[k]) for k in REVISION_KEYS if olds.get(k)}}
 
 
 def _reported(method):

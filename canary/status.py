@@ -103,6 +103,9 @@ class ReleaseStatus:
 
 OUTPUT_KEYS = ReleaseStatus.keys()
 
+# The fields naming a revision (spec.canonical maps older forms of them).
+REVISION_KEYS = ("production_revision", "canary_revision", "previous_revision", "failed_revision")
+
 # What a preview plans from (the stack's `release_record` output, with the revision key).
 RECORD_KEYS = tuple(k for k in OUTPUT_KEYS if k not in ("analysis", "message"))
 
