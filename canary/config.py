@@ -19,9 +19,9 @@ from .target import Target
 
 # What an unset key means (the raw form, as `pulumi config` would hold it).
 DEFAULTS = {f.name: f.default for f in FIELDS if f.default is not None}
-# What the release provider needs of the config: where the host is and how to reach it.
+# What the release provider needs of the config: where the droplets are and how to reach them.
 TARGET_KEYS = ("host", "ssh_port", "ssh_user", "ssh_host_key", "ssh_host_key_file", "ssh_private_key",
-               "ssh_private_key_file")
+               "ssh_private_key_file", "hosts")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Settings:
     auto_promote: bool
     retry: bool
     adopt: bool
-    host: str
+    host: Optional[str]  # the one droplet (None for a fleet: `fleet` lists them)
     ssh_port: int
     ssh_user: str
     host_key: str
@@ -85,6 +85,15 @@ class Settings:
     canary_volumes: tuple[str, ...] = ()
     promote: Optional[str] = None  # the tag whose held canary a person promotes (one-off)
     private_key_file: Optional[str] = None  # the deploy key's path, when it came from a file
+    # Every droplet (canary:host alone is a fleet of one, named ""), and how a release
+    # goes through them (fleet.py).
+    fleet: tuple[Target, ...] = ()
+    canary_hosts: int = 1
+    wave_size: int = 0
+
+    @property
+    def is_fleet(self) -> bool:
+        return bool(self.fleet and self.fleet[0].name)
 
     @property
     def registry_address(self) -> str:
@@ -147,11 +156,18 @@ def _registry_login_pair(r: Reader, v: dict) -> None:
                           "go together: set both, or neither for a registry that needs no login")
 
 
+def _canary_hosts_fit(r: Reader, v: dict) -> None:
+    if v["hosts"] and v["canary_hosts"] and v["canary_hosts"] > len(v["hosts"]):
+        r.problems.append(f"canary:canary_hosts = {v['canary_hosts']} is not allowed: an integer from 1 to the "
+                          f"number of droplets ({len(v['hosts'])})")
+
+
 RULES: tuple[tuple[tuple[str, ...], Callable[[Reader, dict], None]], ...] = (
     (("stable_port", "canary_port"), _ports_differ),
     (("container_name", "nginx_sites_dir", "nginx_conf_dir", "nginx_site"), _site_is_a_file),
     (("metric_command", "metric_max"), _metric_pair),
     (("registry_username", "registry_password"), _registry_login_pair),
+    (("hosts", "canary_hosts"), _canary_hosts_fit),
 )
 
 
@@ -169,14 +185,13 @@ def _read(r: Reader, fields: Iterable[Field]) -> dict[str, Any]:
     return values
 
 
-def load_target(get: Callable[[str], Any], read_file: Callable[[str], str] = read_text) -> Target:
-    """Only the SSH target (host, port, user, keys): what the release provider needs."""
+def load_targets(get: Callable[[str], Any], read_file: Callable[[str], str] = read_text) -> tuple[Target, ...]:
+    """Only the SSH targets (every droplet, its keys): what the release provider needs."""
     r = Reader(get, read_file)
     v = _read(r, (FIELD[k] for k in TARGET_KEYS))
     if r.problems:
         raise ConfigError(r.problems)
-    return Target(host=v["host"], port=v["ssh_port"], user=v["ssh_user"], host_key=v["ssh_host_key"],
-                  private_key=v["ssh_private_key"])
+    return v["hosts"]
 
 
 def load(get: Callable[[str], Any], stack: str, secret_keys: frozenset[str] = frozenset(),

@@ -21,7 +21,7 @@ from . import config_readers as read
 from .config_readers import FORCE_TOKEN_ALLOWED
 from .config_values import (HOST_KEY_RE, IMAGE_RE, IPV4_RE, LOG_DIR, NAME_RE, NGINX_DIR, PROBE_URL_RE,
                             REGISTRY_RE, REGISTRY_USER_RE, RESTART_POLICIES, ROUTINGS, SERVER_NAME_RE, TAG_RE,
-                            URL_PATH_RE, USER_RE, between, dir_under, duration, is_host, is_port, matches,
+                            URL_PATH_RE, USER_RE, between, dir_under, duration, is_port, matches,
                             nginx_site, parse_bool, parse_float, parse_int)
 
 
@@ -83,6 +83,8 @@ PRIVATE_KEY_ALLOWED = ("an OpenSSH private key (pulumi config set --secret ssh_p
 FORCE_ALLOW_ALLOWED = ("a list of IPv4 addresses or networks such as ['203.0.113.7', '10.0.0.0/8'] "
                        "(prefix /8 to /32, no host bits set; at most 64 entries)")
 VOLUMES_ALLOWED = "a list such as ['odoo-data:/var/lib/odoo']"
+HOSTS_ALLOWED = (f"a list of up to {read.MAX_HOSTS} droplets such as [{{name: web-1, host: 10.0.0.5, ssh_host_key: "
+                 "'ssh-ed25519 AAAA...'}, {name: web-2, host: 10.0.0.6, ssh_port: 2222}]")
 
 FIELDS: tuple[Field, ...] = (
     # -- the release -------------------------------------------------------------------------
@@ -125,13 +127,15 @@ FIELDS: tuple[Field, ...] = (
           parse_bool, default=False, bad=(*HOSTILE, NONSENSE),
           more="without it such a container is never stopped or removed"),
     # -- the droplet: SSH ----------------------------------------------------------------------
-    Field("host", "The droplet's host name or IPv4 address", "the droplet's host name or IPv4 address",
-          matches(re.compile(r".+")), is_host, required=True, bad=(*REQUIRED, "a b")),
+    Field("host", "The droplet's host name or IPv4 address (one droplet; several: `hosts`)",
+          "the droplet's host name or IPv4 address", read=read.host, default_doc="— (required, or `hosts`)",
+          bad=(*REQUIRED, "a b")),
     Field("ssh_port", "The droplet's SSH port", TCP_PORT, **PORT, default=22, bad=(*HOSTILE, "0", "70000")),
     Field("ssh_user", "The SSH user on the droplet", "a Unix user name such as root or deploy",
           matches(USER_RE), default="root", bad=(*HOSTILE, "Odoo")),
     Field("ssh_host_key", "The droplet's host key, pinned: `ssh-keyscan -t ed25519 HOST`", HOST_KEY_ALLOWED,
-          read=read.value_or_file(lambda v: " ".join(v.split()[:2]), lambda v: bool(HOST_KEY_RE.fullmatch(v))),
+          read=read.value_or_file(lambda v: " ".join(v.split()[:2]), lambda v: bool(HOST_KEY_RE.fullmatch(v)),
+                                  optional_with="hosts"),
           attr="host_key", default_doc="— (required, or `ssh_host_key_file`)", bad=(*HOSTILE, "AAAA")),
     Field("ssh_host_key_file", "A file that holds `ssh_host_key` (read when that is unset)",
           read=read.file_of, attr=None, bad=(NO_FILE,)),
@@ -141,6 +145,19 @@ FIELDS: tuple[Field, ...] = (
           bad=HOSTILE, more="`pulumi config set --secret ssh_private_key < key`"),
     Field("ssh_private_key_file", "A file that holds the deploy key (read when `ssh_private_key` is unset)",
           read=read.file_of, attr="private_key_file", bad=(NO_FILE,)),
+    # -- several droplets ------------------------------------------------------------------------
+    Field("hosts", "Several droplets, instead of `host`: a list of `{name, host, ssh_port, ssh_user, ssh_host_key "
+          "| ssh_host_key_file}` (what an entry leaves out comes from the top-level keys; a bare address is "
+          "`{host: ADDRESS}`)", HOSTS_ALLOWED, read=read.hosts, structured=True, attr="fleet",
+          default_doc="— (one droplet: `host`)", bad=('[{"host": "10.0.0.1;reboot"}]',),
+          more="each droplet is its own resources (`release-NAME`...); names default to `host-1`, `host-2`..."),
+    Field("canary_hosts", "How many droplets (the first in `hosts`) run the canary and its analysis",
+          "an integer from 1 to the number of droplets", parse_int, lambda v: 1 <= v <= read.MAX_HOSTS, default=1,
+          bad=(*HOSTILE, "0")),
+    Field("wave_size", "After the canary passed: how many droplets are promoted at once (0: all the rest)",
+          f"an integer from 0 to {read.MAX_HOSTS} (0: all the remaining droplets in one wave)", parse_int,
+          lambda v: 0 <= v <= read.MAX_HOSTS,
+          default=0, bad=HOSTILE),
     # -- the containers ------------------------------------------------------------------------
     Field("stable_port", "Host port of production", TCP_PORT, **PORT, default=8069, bad=(*HOSTILE, "0", "70000")),
     Field("canary_port", "Host port of the canary (not `stable_port`)",

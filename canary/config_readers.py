@@ -13,8 +13,10 @@ import os
 import re
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .config_values import (ENV_NAME_RE, FORCE_TOKEN_RE, WEBHOOK_RE, ConfigError, Reader, default_registry,
+from .config_values import (ENV_NAME_RE, FORCE_TOKEN_RE, HOST_KEY_RE, USER_RE, WEBHOOK_RE, ConfigError, Reader,
+                            default_registry, is_host, is_port,
                             force_network, mount_source_allowed, parse_int, volume)
+from .target import Target
 
 if TYPE_CHECKING:
     from .config_fields import Field
@@ -84,14 +86,17 @@ def volumes(r: Reader, f: Field, values: dict) -> tuple[str, ...]:
 
 
 # -- a value, or a file that holds it (KEY and KEY_file) ----------------------------------------
-def value_or_file(normalize: Callable[[str], str], check: Callable[[str], bool]) -> Callable[..., Optional[str]]:
+def value_or_file(normalize: Callable[[str], str], check: Callable[[str], bool],
+                  optional_with: str = "") -> Callable[..., Optional[str]]:
     """A reader of a required `KEY` that holds the value itself, or `KEY_file` a path to a
-    file that holds it (KEY_file's own Field reads nothing: see `file_of`)."""
+    file that holds it (KEY_file's own Field reads nothing: see `file_of`). With
+    `optional_with` set, KEY is optional (a shared default) when that key is set."""
     def read(r: Reader, f: Field, values: dict) -> Optional[str]:
         key = f.name
         value, path = r.get(key), r.get(key + "_file")
         if value in (None, "") and path in (None, ""):
-            r.problems.append(f"canary:{key} is required: {f.allowed}")
+            if not (optional_with and r.get(optional_with) not in (None, "", [])):
+                r.problems.append(f"canary:{key} is required: {f.allowed}")
             return None
         source = f"canary:{key}"
         if value in (None, ""):
@@ -108,6 +113,17 @@ def value_or_file(normalize: Callable[[str], str], check: Callable[[str], bool])
             return None
         return text
     return read
+
+
+def read_key_text(r: Reader, source: str, value: Any, path: Any) -> Optional[str]:
+    """A host key line from a value or a file ("source" names it in problems)."""
+    if value in (None, ""):
+        try:
+            value = r.read_file(os.path.expanduser(str(path)))
+        except OSError as err:
+            r.problems.append(f"{source}_file = {str(path)[:60]!r}: cannot read the file ({err.strerror})")
+            return None
+    return " ".join(str(value).split()[:2])
 
 
 def file_of(r: Reader, f: Field, values: dict) -> Optional[str]:
@@ -197,3 +213,89 @@ def registry_password(r: Reader, f: Field, values: dict) -> str:
     if password and ("\n" in password or len(password) > 4096):
         r.problems.append(f"canary:registry_password is not allowed: {f.allowed}")
     return password
+
+
+# -- the droplets ----------------------------------------------------------------------------
+HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+HOST_ENTRY_KEYS = ("name", "host", "ssh_port", "ssh_user", "ssh_host_key", "ssh_host_key_file")
+MAX_HOSTS = 64
+
+
+def host(r: Reader, f: Field, values: dict) -> Optional[str]:
+    """The one droplet: required unless canary:hosts lists them (never both)."""
+    raw, fleet = r.get(f.name), r.get("hosts")
+    if fleet not in (None, "", []):
+        if raw not in (None, ""):
+            r.problems.append("canary:host and canary:hosts are both set: set canary:host for one droplet, "
+                              "or list every droplet in canary:hosts")
+        return None
+    if raw in (None, "") or not is_host(str(raw)):
+        shown = str(raw or "")[:60]
+        r.problems.append(f"canary:host = {shown!r} is not allowed: {f.allowed}" if shown
+                          else f"canary:host is required: {f.allowed} (or canary:hosts, a list of droplets)")
+        return None
+    return str(raw)
+
+
+def hosts(r: Reader, f: Field, values: dict) -> tuple[Target, ...]:
+    """Every droplet as an SSH target: canary:host alone is a fleet of one (named ""); the
+    entries of canary:hosts take what they leave out from the top-level keys."""
+    raw = r.get(f.name)
+    if raw in (None, "", []):
+        if None in (values["host"], values["ssh_port"], values["ssh_user"], values["ssh_host_key"]):
+            return ()
+        return (Target(values["host"], values["ssh_port"], values["ssh_user"], values["ssh_host_key"],
+                       values["ssh_private_key"] or ""),)
+    if not isinstance(raw, list) or len(raw) > MAX_HOSTS:
+        r.problems.append(f"canary:hosts must be {f.allowed}")
+        return ()
+    targets, seen, addresses = [], set(), set()
+    for i, entry in enumerate(raw):
+        key = f"canary:hosts[{i}]"
+        entry = {"host": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict):
+            r.problems.append(f"{key} must be an address or a map with {', '.join(HOST_ENTRY_KEYS)}")
+            continue
+        unknown = sorted(str(k)[:30] for k in entry if k not in HOST_ENTRY_KEYS)
+        if unknown:
+            r.problems.append(f"{key} has unknown keys {unknown}: allowed are {', '.join(HOST_ENTRY_KEYS)}")
+        before = len(r.problems)
+        name = str(entry.get("name") or f"host-{i + 1}")
+        if not HOST_NAME_RE.fullmatch(name):
+            r.problems.append(f"{key}.name = {name[:60]!r} is not allowed: 1 to 32 lower-case letters, digits "
+                              "or '-' (it names the droplet's resources)")
+        elif name in seen:
+            r.problems.append(f"{key}.name = {name!r} is not allowed: another droplet has that name")
+        seen.add(name)
+        address = str(entry.get("host") or "")
+        if not is_host(address):
+            r.problems.append(f"{key}.host = {address[:60]!r} is not allowed: the droplet's host name or IPv4 address")
+        port = values["ssh_port"] if entry.get("ssh_port") in (None, "") else entry["ssh_port"]
+        try:
+            port = parse_int(port)
+            if not is_port(port):
+                raise ValueError
+        except (ValueError, TypeError):
+            r.problems.append(f"{key}.ssh_port = {str(port)[:60]!r} is not allowed: a TCP port from 1 to 65535")
+        user = str(entry.get("ssh_user") or values["ssh_user"] or "")
+        if not USER_RE.fullmatch(user):
+            r.problems.append(f"{key}.ssh_user = {user[:60]!r} is not allowed: a Unix user name such as root or deploy")
+        if entry.get("ssh_host_key") or entry.get("ssh_host_key_file"):
+            host_key = read_key_text(r, f"{key}.ssh_host_key", entry.get("ssh_host_key"), entry.get("ssh_host_key_file"))
+        else:
+            host_key = values["ssh_host_key"]
+            if not host_key:
+                r.problems.append(f"{key}.ssh_host_key is required (or canary:ssh_host_key shared by all): "
+                                  "the host's public key line, e.g. 'ssh-ed25519 AAAA...' (ssh-keyscan -t "
+                                  "ed25519 HOST), or ssh_host_key_file, a path to it")
+        if host_key and not HOST_KEY_RE.fullmatch(host_key):
+            r.problems.append(f"{key}.ssh_host_key is not allowed: the host's public key line, e.g. "
+                              "'ssh-ed25519 AAAA...'")
+        if len(r.problems) > before:
+            continue
+        if (address, port) in addresses:
+            r.problems.append(f"{key}.host = {address!r} (port {port}) is not allowed: another entry is that droplet")
+            continue
+        addresses.add((address, port))
+        targets.append(Target(address, port, user, host_key, values["ssh_private_key"] or "", name=name))
+    return tuple(targets)

@@ -92,8 +92,11 @@ class Controller:
     def __init__(self, ops: HostOps, spec: ReleaseSpec, log: Callable[[str], None],
                  revision: Optional[str] = None, notifier: Optional[Notifier] = None,
                  force_token: str = "", report_dir: Optional[str] = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 approved: str = ""):
         self.ops, self.spec, self.log = ops, spec, log
+        # A droplet of a later wave: the revision passed on the canary droplets (plan.Desired).
+        self.approved = approved
         # canary:force_token from the stack config (not a spec input: never in the state);
         # it reaches the host only inside the split file, written mode 600.
         self.force_token = force_token
@@ -165,7 +168,7 @@ class Controller:
         return {**recorded, **status.to_outputs()}
 
     # -- the update -------------------------------------------------------------------
-    def reconcile(self, recorded: dict) -> ReleaseStatus:
+    def reconcile(self, recorded: dict, then: Optional[Callable[[], None]] = None) -> ReleaseStatus:
         holder = f"stack {self.spec.stack} ({getpass.getuser()}@{socket.gethostname()}) since {time.strftime('%H:%M:%S')}"
         with self.ops.lock(holder):
             self.status = ReleaseStatus.from_outputs(self.journaled(recorded))
@@ -174,7 +177,7 @@ class Controller:
             o = self.observed(h, check_health=True)
             d = P.Desired(revision=self.spec.revision, steps=self.spec.steps,
                           auto_promote=self.spec.auto_promote, retry=self.spec.retry,
-                          promote=self.spec.promote)
+                          promote=self.spec.promote, approved=self.approved)
             action = P.plan(d, self.status.recorded(), o)
             self.kind = action.kind
             self.log(f"{self.spec.app}: {action.kind}" + (f" ({action.reason})" if action.reason else ""))
@@ -187,8 +190,19 @@ class Controller:
                 if action.kind in (P.ANALYSE, P.ROUTE, P.REPLACE) and not self.promoting:
                     self._best_effort(self._remove_canary)
                 raise
+            if then is not None:  # still under the lock, before the journal says done
+                then()
             self._journal("done")
             return self.status
+
+    def revert(self, failed_revision: str, failed_image: str, reason: str) -> ReleaseStatus:
+        """Rolls this droplet back to its previous revision (the controller's spec) after
+        the fleet's release of `failed_revision` failed elsewhere, and records that
+        revision as rolled back here too: the next `pulumi up` of it is blocked (retry)."""
+        def record_failure() -> None:
+            self._set(phase=Phase.ROLLED_BACK, failed_revision=failed_revision, failed_image=failed_image,
+                      failure_reason=reason, message=f"rolled back {failed_image}: {reason}")
+        return self.reconcile({}, then=record_failure)  # an instant rollback: plan.py's REPLACE
 
     def _check_ownership(self, h: HostState) -> None:
         for c in (h.production, h.canary):

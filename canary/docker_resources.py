@@ -11,6 +11,9 @@
 - Named volumes are `docker.Volume`s that `pulumi destroy` leaves in place
   (`retain_on_delete`): data outlives the stack.
 
+A fleet (canary:hosts) has these per droplet, named after it (`docker-web-1`,
+`image-web-1`...); the one droplet of canary:host keeps the plain names.
+
 The ssh client reads the key and the known_hosts line from files, which the program
 writes into `.canary/ssh/<target>/` (mode 700, git-ignored) of the program's directory:
 the known_hosts line, and the deploy key (mode 600) when it is a secret, or a link to
@@ -24,20 +27,25 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
 
 from .config import Settings
+from .target import Target
 
 
 SSH_DIR = Path(".canary") / "ssh"
 
 
-def _private_dir(s: Settings) -> Path:
+def named(base: str, t: Target) -> str:
+    """A droplet's resource name: `base-NAME` in a fleet, `base` for the one droplet."""
+    return f"{base}-{t.name}" if t.name else base
+
+
+def _private_dir(s: Settings, t: Target) -> Path:
     """The target's directory, relative to the program's (and the providers') directory."""
-    target = hashlib.sha256(f"{s.stack}|{s.ssh_user}@{s.host}:{s.ssh_port}".encode()).hexdigest()[:16]
+    target = hashlib.sha256(f"{s.stack}|{t.user}@{t.host}:{t.port}".encode()).hexdigest()[:16]
     d = SSH_DIR / target
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     for p in (SSH_DIR.parent, SSH_DIR, d):  # private, even if it existed before
@@ -56,12 +64,12 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def ssh_files(s: Settings) -> tuple[str, str]:
+def ssh_files(s: Settings, t: Target) -> tuple[str, str]:
     """(private key path, known_hosts path) for the system ssh client."""
-    d = _private_dir(s)
+    d = _private_dir(s, t)
     known = d / "known_hosts"
-    pattern = s.host if s.ssh_port == 22 else f"[{s.host}]:{s.ssh_port}"
-    _write_private(known, f"{pattern} {s.host_key}\n")
+    pattern = t.host if t.port == 22 else f"[{t.host}]:{t.port}"
+    _write_private(known, f"{pattern} {t.host_key}\n")
     key = d / "id"
     if s.private_key_file:  # a link: the key stays where the user keeps it
         link = key.with_name(f"id.{os.getpid()}")
@@ -73,15 +81,15 @@ def ssh_files(s: Settings) -> tuple[str, str]:
     return str(key), str(known)
 
 
-def provider(s: Settings) -> docker.Provider:
-    key, known_hosts = ssh_files(s)
+def provider(s: Settings, t: Target) -> docker.Provider:
+    key, known_hosts = ssh_files(s, t)
     auth = None
     if s.registry_username:
         auth = [docker.ProviderRegistryAuthArgs(
             address=s.registry_address, username=s.registry_username,
             password=pulumi.Output.secret(s.registry_password))]
     return docker.Provider(
-        "docker", host=f"ssh://{s.ssh_user}@{s.host}:{s.ssh_port}",
+        named("docker", t), host=f"ssh://{t.user}@{t.host}:{t.port}",
         ssh_opts=["-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes",
                   "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
                   "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"],
@@ -101,21 +109,15 @@ def registry_digest(s: Settings, p: docker.Provider) -> str:
             "canary:registry_password (or registry_password_file); nothing was changed on the host") from None
 
 
-def image(s: Settings, p: docker.Provider, digest: str) -> docker.RemoteImage:
+def image(s: Settings, t: Target, p: docker.Provider, digest: str) -> docker.RemoteImage:
     """The image on the host: pulled again when its tag moved to another digest; an image
     already there is only found (a missing one fails before anything changes)."""
-    return docker.RemoteImage("image", name=s.full_image, keep_locally=True,
+    return docker.RemoteImage(named("image", t), name=s.full_image, keep_locally=True,
                               pull_triggers=[digest] if digest else None,
                               opts=pulumi.ResourceOptions(provider=p))
 
 
-def volumes(s: Settings, p: docker.Provider) -> list[docker.Volume]:
-    return [docker.Volume(f"volume-{name}", name=name,
+def volumes(s: Settings, t: Target, p: docker.Provider) -> list[docker.Volume]:
+    return [docker.Volume(named(f"volume-{name}", t), name=name,
                           opts=pulumi.ResourceOptions(provider=p, retain_on_delete=True))
             for name in s.named_volumes]
-
-
-def digest_of(revision: Optional[str]) -> str:
-    """The sha256 digest a recorded revision runs ("" when it runs a tag)."""
-    ident = (revision or "").split("#", 1)[0]
-    return ident.split("@", 1)[1] if "@" in ident else ""

@@ -15,7 +15,8 @@ promoted, as Flagger does for any change of a pod spec.
   cleanup   production already runs the revision; remove a leftover canary or split
   blocked   the revision was rolled back before and no retry was asked for
   replace   go to the revision without analysis: the previous production revision
-            (instant rollback), canary_percentage 100, or a stopped production
+            (instant rollback), canary_percentage 100, a stopped production, or a
+            droplet of a later wave once the canary droplets passed (fleet.py)
   abort     canary_percentage 0: remove the canary, keep production (does not block)
   route     a held canary that passed at a higher weight: only rewrite the split
   promote   a held canary that passed its analysis (with auto_promote), or any held
@@ -47,6 +48,7 @@ class Desired:
     auto_promote: bool
     retry: bool
     promote: bool = False  # a person promotes this revision's held canary (like Argo's promote)
+    approved: str = ""  # why it needs no analysis here: it passed on the canary droplets of a fleet
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
         return Action(REPLACE, reason="instant rollback to the previous production revision")
     if d.steps == (100,):
         return Action(REPLACE, reason="canary_percentage is 100: promoting without analysis")
+    if d.approved:
+        return Action(REPLACE, reason=d.approved)
 
     canary_up = o.canary_revision == d.revision and o.canary_running
     if canary_up and r.canary_revision == d.revision and r.phase in HELD_PHASES:

@@ -1,5 +1,6 @@
 """The Pulumi program: stack config -> rendered nginx site -> remote site command ->
-release (containers, split, analysis) -> verdict, and the stack outputs."""
+release (containers, split, analysis) -> verdict, and the stack outputs. A fleet
+(canary:hosts) has these per droplet, in waves (fleet.py), and one Fleet verdict."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pulumi.runtime.config import get_config, is_config_secret
 from . import docker_resources, render
 from .config import ConfigError, load
 from .config_fields import SECRET_KEYS, decoded
-from .provider import Release, Verdict
+from .fleet import waves
 from .planned import describe
-from .spec import ReleaseSpec
+from .provider import Fleet, Release, Verdict, entries
+from .remote import preflight
+from .spec import ReleaseSpec, digest_of
 from .status import EXPORTED, RECORD_KEYS, ReleaseStatus
 
 NAMESPACE = "canary"
@@ -30,22 +33,16 @@ def main() -> None:
     stack = pulumi.get_stack()
     try:
         s = load(_raw, stack, frozenset(k for k in SECRET_KEYS if is_config_secret(f"{NAMESPACE}:{k}")))
-    except ConfigError as err:
+        # A fleet: every droplet reached (and its journal read) before anything is declared.
+        records = preflight.journals(s.fleet, s.container_name, stack) if s.is_fleet else {}
+    except (ConfigError, preflight.Unreachable) as err:
         # Before any resource exists: nothing reaches the host.
         raise pulumi.RunError(str(err)) from None
 
-    connection = command.remote.ConnectionArgs(
-        host=s.host, port=s.ssh_port, user=s.ssh_user, host_key=s.host_key,
-        private_key=pulumi.Output.secret(s.private_key), dial_error_limit=5)
-    # The image is on the host (pulled, or found) and the volumes exist before nginx or
-    # any container changes: a failed pull changes nothing.
-    docker_host = docker_resources.provider(s)
-    digest = docker_resources.registry_digest(s, docker_host)
-    ready = [docker_resources.image(s, docker_host, digest), *docker_resources.volumes(s, docker_host)]
-    site = command.remote.Command(
-        "site", connection=connection,
-        create=render.site_apply_script(s), delete=render.site_delete_script(s),
-        opts=pulumi.ResourceOptions(depends_on=ready))
+    # The image is looked up once (the first droplet's engine asks the registry).
+    targets = {t.name: t for t in s.fleet}
+    docker_hosts = {name: docker_resources.provider(s, t) for name, t in targets.items()}
+    digest = docker_resources.registry_digest(s, next(iter(docker_hosts.values())))
 
     spec = ReleaseSpec.from_settings(s).to_inputs()
     spec["digest"] = digest
@@ -56,21 +53,37 @@ def main() -> None:
         env = {k: pulumi.Output.secret(v) for k, v in env.items()}
     # So is the metric command (it may hold a password): secret when set with --secret.
     metric = spec["analysis"].pop("metric_command")
-    env["metric_command"] = pulumi.Output.secret(metric) if s.metric_command_is_secret else metric
+    metric = pulumi.Output.secret(metric) if s.metric_command_is_secret else metric
     first = s.steps[0]
     preview = render.split_preview(s, first) if first else ""  # force token as a placeholder
     # A preview says what the update will do; the update itself says what it set out to do.
     planned = _planned(replace(ReleaseSpec.from_settings(s), digest=digest)) if pulumi.runtime.is_dry_run() else ""
-    release = Release("release", spec=spec, **env, split_preview=preview, environment=stack,
-                      planned=planned, opts=pulumi.ResourceOptions(depends_on=[site, *ready]))
-    Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
+
+    # Per droplet: the image and volumes there, its nginx site, its release. A wave's
+    # droplets run in parallel; a later wave waits on the outputs of the ones before it.
+    releases: dict[str, Release] = {}
+    for i, wave in enumerate(waves(list(targets), s.canary_hosts, s.wave_size)):
+        earlier = list(releases.values())
+        gate = entries(releases) if i else None
+        for name in wave:
+            releases[name] = _droplet(s, targets[name], docker_hosts[name], digest, dict(
+                spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
+                planned=planned if not releases else "", host_name=name, gate=gate,
+                host_record=records.get(name) if s.is_fleet else None), earlier)
+    all_releases = list(releases.values())
+    release = all_releases[0]  # the (first) canary droplet's: the stack's headline outputs
+    if s.is_fleet:
+        Fleet("fleet", releases, spec=spec, **env, opts=pulumi.ResourceOptions(depends_on=all_releases))
+        pulumi.export("hosts", {name: {k: getattr(r, k) for k in HOST_EXPORTS} for name, r in releases.items()})
+    else:
+        Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
 
     for key in EXPORTED:
         output = getattr(release, key)
         pulumi.export(key, output.apply(_summary) if key == "analysis" else output)
     pulumi.export("image", s.full_image)
     pulumi.export("image_digest", digest)
-    pulumi.export("production_digest", release.production_revision.apply(docker_resources.digest_of))
+    pulumi.export("production_digest", release.production_revision.apply(digest_of))
     pulumi.export("previous_tag", release.previous_image.apply(_tag_of))
     # (a release with no change keeps its outputs: a preview shows its own words)
     pulumi.export("planned", planned if pulumi.runtime.is_dry_run() else release.planned)
@@ -78,6 +91,26 @@ def main() -> None:
     pulumi.export("release_record", pulumi.Output.secret(pulumi.Output.all(
         *[getattr(release, k) for k in RECORD_KEYS], release.revision_key).apply(
             lambda values: dict(zip((*RECORD_KEYS, "revision_key"), values)))))
+
+
+# What the stack exports per droplet of a fleet (output `hosts`).
+HOST_EXPORTS = ("phase", "production_image", "canary_weight", "message", "converged")
+
+
+def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list) -> Release:
+    """One droplet's resources: the image and volumes on it, its nginx site (a remote
+    command), and its release, which changes nothing before all of them are in place
+    (a failed pull changes nothing) and the droplets of earlier waves are done."""
+    connection = command.remote.ConnectionArgs(
+        host=t.host, port=t.port, user=t.user, host_key=t.host_key,
+        private_key=pulumi.Output.secret(s.private_key), dial_error_limit=5)
+    ready = [docker_resources.image(s, t, docker_host, digest), *docker_resources.volumes(s, t, docker_host)]
+    site = command.remote.Command(
+        docker_resources.named("site", t), connection=connection,
+        create=render.site_apply_script(s), delete=render.site_delete_script(s),
+        opts=pulumi.ResourceOptions(depends_on=ready))
+    return Release(docker_resources.named("release", t), **inputs,
+                   opts=pulumi.ResourceOptions(depends_on=[site, *ready, *earlier]))
 
 
 def _planned(spec: ReleaseSpec) -> pulumi.Output[str]:

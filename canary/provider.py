@@ -13,12 +13,22 @@ SSH credentials come from the stack config through configure(), never from resou
 inputs, so they are not stored in the state.
 
 Verdict fails `pulumi up`, with the reason, when the release's phase is rolled_back.
+
+A fleet (canary:hosts) has a release per droplet (input `host_name`). A droplet of a
+later wave has a `gate` input, the outputs of the droplets before it: until they all run
+the revision it changes nothing; then it goes to the revision without analysis (see
+fleet.py). Its `host_record` input is the droplet's journal as the program read it: the
+diff then sees a droplet that was rolled back with the fleet. Fleet, after every
+release, rolls back the droplets that run a revision another droplet rolled back, and
+fails the update naming them.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Optional
 
 import pulumi
@@ -26,9 +36,11 @@ from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResu
                             ResourceProvider, UpdateResult)
 
 from . import engine_log
+from . import fleet as F
 from . import plan as P
 from . import redact
-from .config import ConfigError, load_force_token, load_target
+from .config import ConfigError, load_force_token, load_targets
+from .config_fields import decoded
 from .controller import Controller
 from .engine_watch import exit_with_engine
 from .errors import CanaryError, DeployError, rolled_back_before
@@ -37,8 +49,9 @@ from .phases import Phase
 from .planned import action_for, describe
 from .remote.over_ssh import over_ssh
 from .remote.ssh import Host
-from .spec import ReleaseSpec, new_revision_key
-from .status import OUTPUT_KEYS, REVISION_KEYS, ReleaseStatus
+from .spec import ReleaseSpec, digest_of, new_revision_key
+from .status import OUTPUT_KEYS, RECORD_KEYS, REVISION_KEYS, ReleaseStatus
+from .target import Target
 
 _SECRET_FREE = ("env", "canary_env")
 
@@ -103,6 +116,20 @@ def _reported(method):
 # ----------------------------------------------------------------------------------------------
 
 
+def _with_host_record(olds: dict, props: dict) -> dict:
+    """The recorded outputs, updated by the droplet's journal as the program read it (a
+    fleet's droplet may have been rolled back after its release saved its outputs)."""
+    record = props.get("host_record") or {}
+    return {**olds, **{k: v for k, v in record.items() if k in RECORD_KEYS}} if isinstance(record, dict) else olds
+
+
+def _fleet_outputs(spec: ReleaseSpec, status: ReleaseStatus) -> dict:
+    """What the droplets after this one (and Fleet) read of it: fleet.py's entry."""
+    return {"converged": (status.production_revision == spec.revision and status.canary_revision is None
+                          and status.production_running),
+            "desired_failed": status.phase == Phase.ROLLED_BACK and status.failed_revision == spec.revision}
+
+
 def _planned(spec: ReleaseSpec, olds: dict) -> P.Action:
     """plan.py's answer with the recorded outputs standing in for the host."""
     return action_for(spec, ReleaseStatus.from_outputs(olds))
@@ -111,14 +138,14 @@ def _planned(spec: ReleaseSpec, olds: dict) -> P.Action:
 class ReleaseProvider(ResourceProvider):
     def __init__(self) -> None:
         super().__init__()
-        self.target = None
+        self.targets: dict[str, Target] = {}
         self.target_error: Optional[str] = None
         self.webhook: Optional[str] = None
         self.force_token = ""
 
     def configure(self, req: ConfigureRequest) -> None:
         try:
-            self.target = load_target(req.config.get)
+            self.targets = {t.name: t for t in load_targets(lambda k: decoded(k, req.config.get(k)))}
         except ConfigError as err:
             self.target_error = str(err)
         self.webhook = req.config.get("notify_webhook") or None
@@ -126,28 +153,33 @@ class ReleaseProvider(ResourceProvider):
         try:
             self.force_token = load_force_token(req.config.get)
         except ConfigError as err:
-            self.target, self.target_error = None, str(err)
+            self.targets, self.target_error = {}, str(err)
         exit_with_engine()
 
-    def _host(self) -> Host:
-        if self.target is None:
+    def _target(self, name: str) -> Target:
+        if not self.targets:
             raise DeployError(self.target_error or "no SSH target configured")
-        return Host(self.target, log=_say)
+        if name not in self.targets:
+            raise DeployError(f"the droplet {name!r} is not in canary:hosts any more: put it back to "
+                              "release or remove it with `pulumi destroy --target` of its release")
+        return self.targets[name]
 
-    def _controller(self, spec_inputs: dict, revision: Optional[str] = None) -> tuple[Controller, Host]:
-        spec = ReleaseSpec.from_inputs(spec_inputs)
-        redactor = redact.Redactor([*spec.secret_values(), self.webhook, self.force_token,
-                                    self.target.private_key if self.target else None],
+    def _controller(self, spec_inputs: Any, revision: Optional[str] = None, host_name: str = "",
+                    approved: str = "") -> tuple[Controller, Host]:
+        spec = spec_inputs if isinstance(spec_inputs, ReleaseSpec) else ReleaseSpec.from_inputs(spec_inputs)
+        target = self._target(host_name or "")
+        redactor = redact.Redactor([*spec.secret_values(), self.webhook, self.force_token, target.private_key],
                                    public=spec.public_values())
         redact.install(redactor)
-        host = self._host()
+        host = Host(target, log=_say)
         notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say), redactor)
-        return Controller(over_ssh(host, spec), spec, _say, revision, notifier, self.force_token), host
+        return Controller(over_ssh(host, spec), spec, _say, revision, notifier, self.force_token,
+                          approved=approved), host
 
     @_reported
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
         unkeyed = bool(olds.get("spec")) and not olds.get("revision_key")
-        spec_inputs, olds = _with_key(_spec_inputs(news), olds)
+        spec_inputs, olds = _with_key(_spec_inputs(news), _with_host_record(olds, news))
         spec = ReleaseSpec.from_inputs(spec_inputs)
         old_spec = olds.get("spec") or {}
         if old_spec.get("app") not in (None, spec.app):
@@ -160,43 +192,57 @@ class ReleaseProvider(ResourceProvider):
             not old_spec or _public_spec(_spec_inputs(news)) != _public_spec(old_spec))
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
-    def _run(self, spec_inputs: dict, recorded: dict) -> dict:
+    def _run(self, spec_inputs: dict, recorded: dict, props: dict) -> dict:
         spec = ReleaseSpec.from_inputs(spec_inputs)
         # What this update set out to do, in words (a preview shows the program's words:
         # the same, from the stack's record).
         planned = describe(spec, ReleaseStatus.from_outputs(recorded) if recorded else None)
-        controller, host = self._controller(spec_inputs)
+        host_name, gate = props.get("host_name") or "", props.get("gate")
+        approved = ""
+        if isinstance(gate, list):  # a droplet of a later wave (fleet.py)
+            waiting = F.waiting_for(gate)
+            if waiting:
+                _say(f"{host_name}: {spec.image} {waiting}: changing nothing on this droplet")
+                status = ReleaseStatus.from_outputs(recorded).with_(message=f"{spec.image} {waiting}")
+                return self._outputs(spec, spec_inputs, status, f"{spec.image} {waiting}")
+            approved = "passed on the canary droplets " + ", ".join(e["name"] for e in gate)
+            planned = f"replace production with {spec.image}: it {approved}"
+        controller, host = self._controller(spec_inputs, host_name=host_name, approved=approved)
         try:
             status = controller.reconcile(recorded)
         finally:
             host.close()
-        return {**redact.current().value(status.to_outputs()), "spec": _public_spec(spec_inputs),
-                "image": spec.image, "revision_key": spec_inputs["revision_key"],
-                "planned": redact.current().text(planned)}
+        return self._outputs(spec, spec_inputs, status, planned)
+
+    def _outputs(self, spec: ReleaseSpec, spec_inputs: dict, status: ReleaseStatus, planned: str) -> dict:
+        return {**redact.current().value(status.to_outputs()), **_fleet_outputs(spec, status),
+                "spec": _public_spec(spec_inputs), "image": spec.image,
+                "revision_key": spec_inputs["revision_key"], "planned": redact.current().text(planned)}
 
     @_reported
     def create(self, props: dict) -> CreateResult:
         engine_log.attribute_to(props.get("log_urn"))
-        spec_inputs, _ = _with_key(_spec_inputs(props), {})
-        outs = self._run(spec_inputs, {})
+        spec_inputs, recorded = _with_key(_spec_inputs(props), _with_host_record({}, props))
+        outs = self._run(spec_inputs, recorded, props)
         return CreateResult(id_=props["spec"]["app"], outs=outs)
 
     @_reported
     def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
         engine_log.attribute_to(news.get("log_urn"))
-        spec_inputs, olds = _with_key(_spec_inputs(news), olds)
+        spec_inputs, olds = _with_key(_spec_inputs(news), _with_host_record(olds, news))
         spec = ReleaseSpec.from_inputs(spec_inputs)
         action = _planned(spec, olds)
         if action.kind == P.BLOCKED and not action.cleanup:  # fail before touching the host
             raise rolled_back_before(spec.image, action.reason)
-        return UpdateResult(outs=self._run(spec_inputs, olds))
+        return UpdateResult(outs=self._run(spec_inputs, olds, news))
 
     @_reported
     def read(self, id: str, props: dict) -> ReadResult:
         engine_log.attribute_to(props.get("log_urn"))
         if not props.get("spec"):
             return ReadResult(id_=id, outs=props)
-        controller, host = self._controller(props["spec"], revision=props.get("production_revision"))
+        controller, host = self._controller(props["spec"], revision=props.get("production_revision"),
+                                            host_name=props.get("host_name") or "")
         try:
             outs = controller.refreshed(props)
         finally:
@@ -206,7 +252,7 @@ class ReleaseProvider(ResourceProvider):
     @_reported
     def delete(self, id: str, props: dict) -> None:
         engine_log.attribute_to(props.get("log_urn"))
-        controller, host = self._controller(props["spec"])
+        controller, host = self._controller(props["spec"], host_name=props.get("host_name") or "")
         try:
             controller.destroy()
         finally:
@@ -233,11 +279,16 @@ class Release(Resource, module="canary", name="Release"):
     message: pulumi.Output[str]
     analysis: pulumi.Output[Any]
     planned: pulumi.Output[str]  # what the update sets out to do, in words
+    converged: pulumi.Output[bool]  # production runs this update's revision, no canary (fleet.py)
+    desired_failed: pulumi.Output[bool]  # this update's revision was rolled back here
+    revision_key: pulumi.Output[str]
 
     def __init__(self, name: str, spec: pulumi.Input[dict], env: pulumi.Input[dict],
                  canary_env: pulumi.Input[dict], split_preview: pulumi.Input[str],
                  environment: str, opts: Optional[pulumi.ResourceOptions] = None,
-                 metric_command: pulumi.Input[Optional[str]] = None, planned: pulumi.Input[str] = ""):
+                 metric_command: pulumi.Input[Optional[str]] = None, planned: pulumi.Input[str] = "",
+                 host_name: str = "", gate: pulumi.Input[Optional[list]] = None,
+                 host_record: Optional[dict] = None):
         # Its own URN, so its progress lines show under it (engine_log.py).
         log_urn = pulumi.create_urn(name, RELEASE_TYPE, parent=opts.parent if opts else None)
         outputs = {k: None for k in OUTPUT_KEYS}
@@ -249,7 +300,10 @@ class Release(Resource, module="canary", name="Release"):
                           "metric_command": metric_command, "split_preview": split_preview,
                           # what this update will do, in words: preview shows it (an input)
                           "planned": planned, "log_urn": log_urn,
-                          "environment": environment, "image": None, "revision_key": None},
+                          "environment": environment, "image": None, "revision_key": None,
+                          "converged": None, "desired_failed": None,
+                          # a fleet's droplet (fleet.py); "" and None for the one canary:host
+                          "host_name": host_name, "gate": gate, "host_record": host_record},
                          opts)
 
 
@@ -284,3 +338,100 @@ class Verdict(Resource, module="canary", name="Verdict"):
                           "failure_reason": release.failure_reason},
                          opts)
 
+
+
+class FleetProvider(ReleaseProvider):
+    """After every droplet's release: when one rolled back the revision this update
+    released, rolls back the droplets that run it by then (each to its previous
+    revision, fleet.py), and fails the update naming them."""
+
+    @_reported
+    def create(self, props: dict) -> CreateResult:
+        engine_log.attribute_to(props.get("log_urn"))
+        self._judge(props)
+        return CreateResult(id_="fleet", outs=props)
+
+    def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
+        return DiffResult(changes=olds.get("hosts") != news.get("hosts"))
+
+    @_reported
+    def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
+        engine_log.attribute_to(news.get("log_urn"))
+        self._judge(news)
+        return UpdateResult(outs=news)
+
+    def read(self, id: str, props: dict) -> ReadResult:
+        return ReadResult(id_=id, outs=props)  # the releases read the droplets
+
+    def delete(self, id: str, props: dict) -> None:
+        pass  # owns nothing on the droplets
+
+    def _judge(self, props: dict) -> None:
+        entries = props.get("hosts") or []
+        failed = F.failed(entries)
+        if not failed:
+            return
+        spec = ReleaseSpec.from_inputs(_spec_inputs(props))
+        why = "; ".join(f"{e['name']}: {e.get('failure_reason') or 'rolled back'}" for e in failed)
+        reason = f"rolled back with the fleet ({why})"
+        names = F.to_revert(entries)
+        by_name = {e["name"]: e for e in entries}
+        keys = props.get("revision_keys") or {}
+        if names:
+            _say(f"rolling back {', '.join(names)} too: {spec.image} was rolled back on "
+                 f"{', '.join(e['name'] for e in failed)}")
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            results = list(pool.map(lambda n: self._revert(spec.keyed(keys.get(n) or ""), by_name[n], reason),
+                                    names))
+        reverted = [n for n, problem in zip(names, results) if problem is None]
+        left = [f"{n} ({problem})" for n, problem in zip(names, results) if problem]
+        raise DeployError(
+            f"canary {spec.image} was rolled back on {', '.join(e['name'] for e in failed)}: {why}."
+            + (f" Rolled back to their previous revision: {', '.join(reverted)}." if reverted else "")
+            + (f" NOT rolled back: {'; '.join(left)}." if left else "")
+            + " The other droplets are unchanged.")
+
+    def _revert(self, spec: ReleaseSpec, entry: dict, reason: str) -> Optional[str]:
+        """Rolls one droplet back to its previous revision; None, or why it could not."""
+        previous, image = entry.get("previous_revision"), entry.get("previous_image")
+        if not previous or not image:
+            return "it ran nothing before this revision"
+        back = replace(spec, image=image, digest=digest_of(previous), promote=False)
+        if back.revision != previous:
+            return (f"its previous revision had other container settings (env, volumes or ports): "
+                    f"set canary:image_tag back to {image.rsplit(':', 1)[-1]} with them")
+        try:
+            controller, host = self._controller(back, host_name=entry["name"])
+            try:
+                controller.revert(spec.revision, spec.image, reason)
+            finally:
+                host.close()
+        except Exception as err:  # the others are still rolled back; this one is named
+            return redact.current().text(str(err))[:300]
+        return None
+
+
+class Fleet(Resource, module="canary", name="Fleet"):
+    """Fails the update, after rolling back the droplets that run the revision, when a
+    droplet of the fleet rolled it back."""
+
+    def __init__(self, name: str, releases: dict[str, Release], spec: pulumi.Input[dict],
+                 env: pulumi.Input[dict], canary_env: pulumi.Input[dict],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        log_urn = pulumi.create_urn(name, "pulumi-python:dynamic/canary:Fleet", parent=opts.parent if opts else None)
+        keys = pulumi.Output.secret(pulumi.Output.all(*[r.revision_key for r in releases.values()]).apply(
+            lambda values: dict(zip(releases, values))))
+        super().__init__(FleetProvider(), name,
+                         {"spec": spec, "env": env, "canary_env": canary_env, "hosts": entries(releases),
+                          "revision_keys": keys, "log_urn": log_urn}, opts)
+
+
+# What Fleet and the droplets of later waves read of a droplet's release (fleet.py).
+ENTRY_KEYS = ("converged", "desired_failed", "phase", "message", "failure_reason", "production_revision",
+              "previous_revision", "previous_image")
+
+
+def entries(releases: dict[str, Release]) -> list:
+    """fleet.py's entries of these droplets' releases (outputs: a later wave waits on them)."""
+    return [pulumi.Output.all(*[getattr(r, k) for k in ENTRY_KEYS]).apply(
+        lambda values, n=n: {"name": n, **dict(zip(ENTRY_KEYS, values))}) for n, r in releases.items()]

@@ -235,3 +235,9 @@ class ReleaseSpec:
             volumes=self.mounts(role),
             labels={"canary.app": self.app, "canary.role": role, "canary.revision": self.revision,
                     "canary.stack": self.stack, "canary.image": self.image})
+
+
+def digest_of(revision: Optional[str]) -> str:
+    """The sha256 digest a recorded revision runs ("" when it runs a tag)."""
+    ident = (revision or "").split("#", 1)[0]
+    return ident.split("@", 1)[1] if "@" in ident else ""

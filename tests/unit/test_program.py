@@ -168,3 +168,60 @@ def test_the_release_knows_its_own_urn_for_its_progress_lines(run_program):
     release = next(r for r in mocks.resources if r.name == "release")
     assert release.typ == RELEASE_TYPE
     assert release.inputs["log_urn"] == f"urn:pulumi:test::canary::{RELEASE_TYPE}::release"
+
+
+# -- a fleet --------------------------------------------------------------------------------
+FLEET = {**{k: v for k, v in BASE.items() if k != "host"},
+         "hosts": [{"name": "web-1", "host": "10.0.0.5"}, {"name": "web-2", "host": "10.0.0.6"},
+                   {"name": "web-3", "host": "10.0.0.7", "ssh_port": 2200}], "wave_size": "1"}
+
+
+@pytest.fixture
+def journals(monkeypatch):
+    """The droplets' journals as the program's pre-flight reads them (no SSH here)."""
+    from canary.remote import preflight
+    read = {}
+
+    def fake(targets, app, stack):
+        read.update(targets=[t.name for t in targets], app=app, stack=stack)
+        return {t.name: ({"phase": "rolled_back"} if t.name == "web-2" else {}) for t in targets}
+    monkeypatch.setattr(preflight, "journals", fake)
+    return read
+
+
+def test_a_fleet_is_resources_per_droplet_in_waves_and_one_fleet_verdict(run_program, journals):
+    mocks = run_program(FLEET)
+    names = {r.name: r for r in mocks.resources}
+    for n in ("web-1", "web-2", "web-3"):
+        assert {f"docker-{n}", f"image-{n}", f"site-{n}", f"release-{n}"} <= set(names)
+    assert names["docker-web-3"].inputs["host"] == "ssh://root@10.0.0.7:2200"
+    assert "10.0.0.6" in json.dumps(names["site-web-2"].inputs["connection"], default=str)
+    assert "verdict" not in names and names["fleet"].typ == "pulumi-python:dynamic/canary:Fleet"
+    assert journals == {"targets": ["web-1", "web-2", "web-3"], "app": "odoo", "stack": "test"}
+    releases = [names[f"release-{n}"] for n in ("web-1", "web-2", "web-3")]
+    assert [r.inputs["host_name"] for r in releases] == ["web-1", "web-2", "web-3"]
+    assert releases[1].inputs["host_record"] == {"phase": "rolled_back"}  # the journal, for the diff
+    # The canary droplet has no gate; each later wave's gate is every droplet before it.
+    assert "gate" not in releases[0].inputs or releases[0].inputs["gate"] is None
+    assert [e["name"] for e in releases[1].inputs["gate"]] == ["web-1"]
+    assert [e["name"] for e in releases[2].inputs["gate"]] == ["web-1", "web-2"]
+    assert [e["name"] for e in names["fleet"].inputs["hosts"]] == ["web-1", "web-2", "web-3"]
+
+
+def test_a_droplet_that_cannot_be_reached_fails_the_fleet_before_any_resource(run_program, monkeypatch):
+    from canary.remote import preflight
+
+    def down(targets, app, stack):
+        raise preflight.Unreachable("cannot reach every droplet, so nothing was changed on any of them: "
+                                    "web-2 (10.0.0.6) port 22: connection refused")
+    monkeypatch.setattr(preflight, "journals", down)
+    with pytest.raises(pulumi.RunError, match=r"web-2 \(10.0.0.6\) port 22: connection refused"):
+        run_program(FLEET)
+
+
+def test_one_droplet_keeps_its_resource_names_and_reads_no_journal(run_program, journals):
+    mocks = run_program(BASE)
+    assert {"docker", "image", "site", "release", "verdict"} <= {r.name for r in mocks.resources}
+    assert not journals
+    release = _named(mocks, "release")
+    assert release.inputs["host_name"] == "" and not release.inputs.get("gate")
