@@ -204,7 +204,7 @@ class ReleaseProvider(ResourceProvider):
             if waiting:
                 _say(f"{host_name}: {spec.image} {waiting}: changing nothing on this droplet")
                 status = ReleaseStatus.from_outputs(recorded).with_(message=f"{spec.image} {waiting}")
-                return self._outputs(spec, spec_inputs, status, f"{spec.image} {waiting}")
+                return self._outputs(spec, spec_inputs, status, f"{spec.image} {waiting}", host_name)
             approved = "passed on the canary droplets " + ", ".join(e["name"] for e in gate)
             planned = f"replace production with {spec.image}: it {approved}"
         controller, host = self._controller(spec_inputs, host_name=host_name, approved=approved)
@@ -212,10 +212,12 @@ class ReleaseProvider(ResourceProvider):
             status = controller.reconcile(recorded)
         finally:
             host.close()
-        return self._outputs(spec, spec_inputs, status, planned)
+        return self._outputs(spec, spec_inputs, status, planned, host_name)
 
-    def _outputs(self, spec: ReleaseSpec, spec_inputs: dict, status: ReleaseStatus, planned: str) -> dict:
-        return {**redact.current().value(status.to_outputs()), **_fleet_outputs(spec, status),
+    def _outputs(self, spec: ReleaseSpec, spec_inputs: dict, status: ReleaseStatus, planned: str,
+                 host_name: str) -> dict:
+        # (refresh and delete get the outputs alone: they name the droplet too)
+        return {**redact.current().value(status.to_outputs()), **_fleet_outputs(spec, status), "host_name": host_name,
                 "spec": _public_spec(spec_inputs), "image": spec.image,
                 "revision_key": spec_inputs["revision_key"], "planned": redact.current().text(planned)}
 

@@ -93,7 +93,6 @@ def test_the_canary_droplet_first_then_the_others_in_waves_hold_promote_refresh_
     assert "passed on the canary droplets web-1" in "\n".join(d.log)
 
     # Nothing left to do: a preview shows no change on any droplet.
-    d.set(promote="")
     assert d.preview().change_summary.get("update", 0) == 0
     d.refresh()
     assert d.outputs()["hosts"]["web-3"]["production_image"] == "canary-demo:v2"
