@@ -8,10 +8,15 @@ their outputs. A droplet that rolled the revision back (its canary failed, or it
 container did) fails the release: every droplet that runs the revision by then is
 rolled back too, the others are left as they are.
 
-An entry is what a droplet's release reports: its `name`, whether it `converged` (its
-production runs the revision this update set out to release, no canary left) and
-whether it `desired_failed` (it rolled that revision back), with its phase, message and
-failure reason.
+An entry is what a droplet's release reports: its `name`, whether it is a `canary`
+droplet, whether it `converged` (its production runs the revision this update set out
+to release, no canary left) and whether it `desired_failed` (it rolled that revision
+back), with its phase, message, failure reason and the real `traffic` its last canary
+saw ({requests, errors}).
+
+Evidence counts per droplet (each canary droplet's own analysis) and in total: canary
+droplets that each saw too few requests to judge their traffic may together have seen
+enough, and their summed error rate must stay within the threshold too.
 """
 
 from __future__ import annotations
@@ -27,11 +32,27 @@ def waves(names: Sequence[str], canary_hosts: int, wave_size: int) -> list[list[
     return [first] + [rest[i:i + size] for i in range(0, len(rest), size)]
 
 
-def waiting_for(gate: Sequence[dict]) -> Optional[str]:
-    """Why a wave may not go yet (None: every droplet before it runs the revision)."""
+def total_failure(entries: Sequence[dict], error_threshold: float, min_requests: int) -> Optional[str]:
+    """Why the canary droplets' traffic fails in total (None: it does not, or there is
+    one canary droplet: its own analysis judged the same requests)."""
+    canaries = [e for e in entries if e.get("canary") and e.get("converged")]
+    if len(canaries) < 2:
+        return None
+    requests = sum(int((e.get("traffic") or {}).get("requests") or 0) for e in canaries)
+    errors = sum(int((e.get("traffic") or {}).get("errors") or 0) for e in canaries)
+    if requests < min_requests or 100.0 * errors / requests <= error_threshold:
+        return None
+    return (f"the canary droplets {', '.join(e['name'] for e in canaries)} together answered {errors} of "
+            f"{requests} real requests with 5xx ({100.0 * errors / requests:.1f}%, threshold {error_threshold:g}%)")
+
+
+def waiting_for(gate: Sequence[dict], error_threshold: float = 100.0, min_requests: int = 0) -> Optional[str]:
+    """Why a wave may not go yet (None: every droplet before it runs the revision, and
+    the canary droplets' evidence passes in total)."""
     behind = [e for e in gate if not e.get("converged")]
     if not behind:
-        return None
+        total = total_failure(gate, error_threshold, min_requests)
+        return f"not promoted: {total}" if total else None
     failed = [e for e in behind if e.get("desired_failed")]
     if failed:
         return "not promoted: it was rolled back on " + "; ".join(
@@ -46,5 +67,5 @@ def failed(entries: Sequence[dict]) -> list[dict]:
 
 
 def to_revert(entries: Sequence[dict]) -> list[str]:
-    """After a failure: the droplets that run the revision (they are rolled back too)."""
-    return [e["name"] for e in entries if e.get("converged")] if failed(entries) else []
+    """The droplets that run the revision (after a failure, they are rolled back too)."""
+    return [e["name"] for e in entries if e.get("converged")]

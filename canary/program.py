@@ -64,7 +64,7 @@ def main() -> None:
     releases: dict[str, Release] = {}
     for i, wave in enumerate(waves(list(targets), s.canary_hosts, s.wave_size)):
         earlier = list(releases.values())
-        gate = entries(releases) if i else None
+        gate = entries(releases, s.canary_hosts) if i else None
         for name in wave:
             releases[name] = _droplet(s, targets[name], docker_hosts[name], digest, dict(
                 spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
@@ -73,7 +73,8 @@ def main() -> None:
     all_releases = list(releases.values())
     release = all_releases[0]  # the (first) canary droplet's: the stack's headline outputs
     if s.is_fleet:
-        Fleet("fleet", releases, spec=spec, **env, opts=pulumi.ResourceOptions(depends_on=all_releases))
+        Fleet("fleet", releases, s.canary_hosts, spec=spec, **env,
+              opts=pulumi.ResourceOptions(depends_on=all_releases))
         pulumi.export("hosts", {name: {k: getattr(r, k) for k in HOST_EXPORTS} for name, r in releases.items()})
     else:
         Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))

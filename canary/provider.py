@@ -200,7 +200,8 @@ class ReleaseProvider(ResourceProvider):
         host_name, gate = props.get("host_name") or "", props.get("gate")
         approved = ""
         if isinstance(gate, list):  # a droplet of a later wave (fleet.py)
-            waiting = F.waiting_for(gate)
+            th = spec.analysis.thresholds
+            waiting = F.waiting_for(gate, th.error_threshold, th.min_requests)
             if waiting:
                 _say(f"{host_name}: {spec.image} {waiting}: changing nothing on this droplet")
                 status = ReleaseStatus.from_outputs(recorded).with_(message=f"{spec.image} {waiting}")
@@ -370,25 +371,28 @@ class FleetProvider(ReleaseProvider):
 
     def _judge(self, props: dict) -> None:
         entries = props.get("hosts") or []
-        failed = F.failed(entries)
-        if not failed:
-            return
         spec = ReleaseSpec.from_inputs(_spec_inputs(props))
-        why = "; ".join(f"{e['name']}: {e.get('failure_reason') or 'rolled back'}" for e in failed)
+        failed = F.failed(entries)
+        th = spec.analysis.thresholds
+        total = F.total_failure(entries, th.error_threshold, th.min_requests)
+        if not failed and not total:
+            return
+        why = "; ".join([f"{e['name']}: {e.get('failure_reason') or 'rolled back'}" for e in failed]
+                        + ([total] if total else []))
         reason = f"rolled back with the fleet ({why})"
         names = F.to_revert(entries)
         by_name = {e["name"]: e for e in entries}
         keys = props.get("revision_keys") or {}
         if names:
-            _say(f"rolling back {', '.join(names)} too: {spec.image} was rolled back on "
-                 f"{', '.join(e['name'] for e in failed)}")
+            _say(f"rolling back {', '.join(names)}: {why}")
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             results = list(pool.map(lambda n: self._revert(spec.keyed(keys.get(n) or ""), by_name[n], reason),
                                     names))
         reverted = [n for n, problem in zip(names, results) if problem is None]
         left = [f"{n} ({problem})" for n, problem in zip(names, results) if problem]
+        where = f"on {', '.join(e['name'] for e in failed)}" if failed else "in total"
         raise DeployError(
-            f"canary {spec.image} was rolled back on {', '.join(e['name'] for e in failed)}: {why}."
+            f"canary {spec.image} was rolled back {where}: {why}."
             + (f" Rolled back to their previous revision: {', '.join(reverted)}." if reverted else "")
             + (f" NOT rolled back: {'; '.join(left)}." if left else "")
             + " The other droplets are unchanged.")
@@ -417,23 +421,28 @@ class Fleet(Resource, module="canary", name="Fleet"):
     """Fails the update, after rolling back the droplets that run the revision, when a
     droplet of the fleet rolled it back."""
 
-    def __init__(self, name: str, releases: dict[str, Release], spec: pulumi.Input[dict],
+    def __init__(self, name: str, releases: dict[str, Release], canaries: int, spec: pulumi.Input[dict],
                  env: pulumi.Input[dict], canary_env: pulumi.Input[dict],
                  opts: Optional[pulumi.ResourceOptions] = None):
         log_urn = pulumi.create_urn(name, "pulumi-python:dynamic/canary:Fleet", parent=opts.parent if opts else None)
         keys = pulumi.Output.secret(pulumi.Output.all(*[r.revision_key for r in releases.values()]).apply(
             lambda values: dict(zip(releases, values))))
         super().__init__(FleetProvider(), name,
-                         {"spec": spec, "env": env, "canary_env": canary_env, "hosts": entries(releases),
+                         {"spec": spec, "env": env, "canary_env": canary_env, "hosts": entries(releases, canaries),
                           "revision_keys": keys, "log_urn": log_urn}, opts)
 
 
 # What Fleet and the droplets of later waves read of a droplet's release (fleet.py).
 ENTRY_KEYS = ("converged", "desired_failed", "phase", "message", "failure_reason", "production_revision",
-              "previous_revision", "previous_image")
+              "previous_revision", "previous_image", "analysis")
 
 
-def entries(releases: dict[str, Release]) -> list:
-    """fleet.py's entries of these droplets' releases (outputs: a later wave waits on them)."""
+def entries(releases: dict[str, Release], canaries: int) -> list:
+    """fleet.py's entries of these droplets' releases (outputs: a later wave waits on
+    them); the first `canaries` are the canary droplets."""
+    def entry(name: str, canary: bool, values: list) -> dict:
+        e = {"name": name, "canary": canary, **dict(zip(ENTRY_KEYS, values))}
+        traffic = (e.pop("analysis") or {}).get("canary") or {}
+        return {**e, "traffic": {k: traffic.get(k, 0) for k in ("requests", "errors")}}
     return [pulumi.Output.all(*[getattr(r, k) for k in ENTRY_KEYS]).apply(
-        lambda values, n=n: {"name": n, **dict(zip(ENTRY_KEYS, values))}) for n, r in releases.items()]
+        lambda values, n=n, c=i < canaries: entry(n, c, values)) for i, (n, r) in enumerate(releases.items())]

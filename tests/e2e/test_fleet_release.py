@@ -7,6 +7,7 @@ change; refresh and destroy work on every droplet."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -161,3 +162,41 @@ def test_a_droplet_that_is_down_fails_the_run_before_any_change(clean, tmp_path)
     assert {n: production(h) for n, h in fleet.items()} == before
     d.up()
     assert {n: production(h)[0] for n, h in fleet.items()} == {n: "canary-demo:v2" for n in HOSTS}
+
+
+def test_a_droplet_lost_during_the_promotion_lags_and_the_next_up_finishes_it(clean, tmp_path):
+    fleet = clean
+    d = fleet_stack(tmp_path)
+    d.up()
+    d.set(image_tag="v2")
+    sshd = FLEET_DIR / "host3" / "run" / "sshd.pid"
+    failure: list = []
+
+    def up():
+        try:
+            d.up()
+        except Exception as err:  # (the assertion below reads it)
+            failure.append(err)
+    update = threading.Thread(target=up)
+    update.start()
+    try:
+        # The pre-flight reached every droplet; while web-1 analyses its canary, web-3's
+        # sshd stops listening (new connections are refused).
+        deadline = time.monotonic() + 120
+        while "odoo-canary" not in out(fleet[1], "docker ps --format '{{.Names}}'").split():
+            assert time.monotonic() < deadline and update.is_alive(), "web-1's canary never started"
+            time.sleep(0.5)
+        sh(f"kill $(cat {sshd})")
+        update.join(timeout=600)
+    finally:
+        sh(f"bash {FLEET} start 3")
+    assert failure, "the update did not fail"
+    assert "web-3" in str(failure[0]) or "10.231.3.2" in str(failure[0]), str(failure[0])[-2000:]
+    # The droplets done stay done; web-3 still runs v1 and is the one change left.
+    assert [production(fleet[n])[0] for n in HOSTS] == ["canary-demo:v2", "canary-demo:v2", "canary-demo:v1"]
+    preview = d.preview(diff=True).stdout
+    assert "release-web-3 update" in preview, preview[-3000:]
+    assert "release-web-1 update" not in preview and "release-web-2 update" not in preview, preview[-3000:]
+    d.up()
+    assert [production(fleet[n])[0] for n in HOSTS] == ["canary-demo:v2"] * 3
+    assert all(h["converged"] for h in d.outputs()["hosts"].values())

@@ -128,7 +128,25 @@ def test_a_failure_rolls_back_the_droplets_that_run_the_revision_only():
     hosts = [entry("a", True), entry("b", failed=True), entry("c", True), entry("d")]
     assert [e["name"] for e in F.failed(hosts)] == ["b"]
     assert F.to_revert(hosts) == ["a", "c"]
-    assert F.to_revert([entry("a", True), entry("b", True), entry("c")]) == []  # no failure: nothing
+    assert F.failed([entry("a", True), entry("b", True), entry("c")]) == []
+
+
+def traffic(requests, errors):
+    return {"requests": requests, "errors": errors}
+
+
+def test_the_canary_droplets_evidence_counts_in_total_too():
+    # Each saw too few requests to judge (min_requests 20); together they saw 30, 6 of them 5xx.
+    canaries = [entry("a", True, canary=True, traffic=traffic(15, 3)),
+                entry("b", True, canary=True, traffic=traffic(15, 3)), entry("c")]
+    why = F.total_failure(canaries, error_threshold=5, min_requests=20)
+    assert why == "the canary droplets a, b together answered 6 of 30 real requests with 5xx (20.0%, threshold 5%)"
+    assert F.waiting_for(canaries[:2], 5, 20) == f"not promoted: {why}"
+    assert F.total_failure(canaries, error_threshold=25, min_requests=20) is None  # within the threshold
+    assert F.total_failure(canaries, error_threshold=5, min_requests=40) is None  # too few in total too
+    # One canary droplet: its own analysis judged the same requests.
+    assert F.total_failure([entry("a", True, canary=True, traffic=traffic(100, 50))], 5, 20) is None
+    assert F.waiting_for([entry("a", True, canary=True, traffic=traffic(100, 0))], 5, 20) is None
 
 
 # -- a droplet of a later wave ----------------------------------------------------------------
