@@ -82,6 +82,13 @@ def test_the_canary_droplet_first_then_the_others_in_waves_hold_promote_refresh_
     assert production(fleet[2])[0] == production(fleet[3])[0] == "canary-demo:v1"
     assert "canary-demo v2" in served(1) and served(2) == served(3) == {"canary-demo v1"}
 
+    # More traffic to the held canary: re-analysed at 25 % on the canary droplet only.
+    d.set(canary_percentage="25")
+    d.up()
+    hosts = d.outputs()["hosts"]
+    assert hosts["web-1"]["phase"] == "holding" and hosts["web-1"]["canary_weight"] == 25, hosts["web-1"]
+    assert all("waiting for web-1" in hosts[n]["message"] for n in ("web-2", "web-3")), hosts
+
     # A person promotes it: the canary droplet first, then web-2, then web-3 (waves of 1).
     d.set(promote="v2")
     d.up()
@@ -97,6 +104,12 @@ def test_the_canary_droplet_first_then_the_others_in_waves_hold_promote_refresh_
     assert d.preview().change_summary.get("update", 0) == 0
     d.refresh()
     assert d.outputs()["hosts"]["web-3"]["production_image"] == "canary-demo:v2"
+
+    # Instant rollback, fleet-wide: the previous tag again, no analysis on any droplet.
+    d.set(image_tag="v1")
+    d.up()
+    assert {n: production(h)[0] for n, h in fleet.items()} == {n: "canary-demo:v1" for n in HOSTS}
+    assert "instant rollback" in d.outputs()["message"]
     d.destroy()
     for n, h in fleet.items():
         assert out(h, "docker ps -aq --filter label=canary.app=odoo").strip() == "", n
