@@ -236,6 +236,12 @@ class ReleaseProvider(ResourceProvider):
         spec = ReleaseSpec.from_inputs(spec_inputs)
         action = _planned(spec, olds)
         if action.kind == P.BLOCKED and not action.cleanup:  # fail before touching the host
+            if news.get("host_name"):
+                # A fleet's droplet: Fleet fails the update, once it rolled back any droplet
+                # that still runs the revision (a rollback an earlier run did not finish).
+                status = ReleaseStatus.from_outputs(olds)
+                return UpdateResult(outs=self._outputs(spec, spec_inputs, status, str(rolled_back_before(
+                    spec.image, action.reason)), news["host_name"]))
             raise rolled_back_before(spec.image, action.reason)
         return UpdateResult(outs=self._run(spec_inputs, olds, news))
 
@@ -394,8 +400,9 @@ class FleetProvider(ReleaseProvider):
         raise DeployError(
             f"canary {spec.image} was rolled back {where}: {why}."
             + (f" Rolled back to their previous revision: {', '.join(reverted)}." if reverted else "")
-            + (f" NOT rolled back: {'; '.join(left)}." if left else "")
-            + " The other droplets are unchanged.")
+            + (f" NOT rolled back: {'; '.join(left)} (the next `pulumi up` tries again)." if left else "")
+            + " The other droplets are unchanged. Change image_tag, or set `pulumi config set retry true` "
+            "to analyse it again.")
 
     def _revert(self, spec: ReleaseSpec, entry: dict, reason: str) -> Optional[str]:
         """Rolls one droplet back to its previous revision; None, or why it could not."""

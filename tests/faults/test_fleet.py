@@ -1,0 +1,70 @@
+"""Fleet faults: a rollback of the fleet that could not reach a droplet is finished by
+the next `pulumi up`; users of every droplet lose no request meanwhile."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+
+from bench.fleet import Users
+from tests.e2e.harness import sh
+from tests.e2e.test_fleet_hosts import FLEET, FLEET_DIR, HOSTS, address, out
+from tests.e2e.test_fleet_release import clean, fleet, fleet_stack, production  # noqa: F401  (fixtures)
+
+from .conftest import record
+
+
+def test_a_fleet_rollback_that_could_not_reach_a_droplet_is_finished_by_the_next_up(clean, tmp_path):  # noqa: F811
+    hosts = clean
+    d = fleet_stack(tmp_path, wave_size="0")
+    d.up()
+    # web-3's v2 never becomes healthy: the later wave fails there, after web-2 and the
+    # canary droplet web-1 run v2. Meanwhile web-1's sshd stops listening, so the fleet's
+    # rollback cannot reach it.
+    v2 = out(hosts[3], "docker image inspect -f '{{.Id}}' canary-demo:v2").strip()
+    out(hosts[3], "docker tag canary-demo:broken canary-demo:v2")
+    d.set(image_tag="v2")
+    failure: list = []
+
+    def up():
+        try:
+            d.up()
+        except Exception as err:  # (read below)
+            failure.append(str(err))
+    try:
+        with Users(list(HOSTS)) as users:
+            update = threading.Thread(target=up)
+            update.start()
+            deadline = time.monotonic() + 180
+            while production(hosts[2])[0] != "canary-demo:v2":
+                assert time.monotonic() < deadline and update.is_alive(), "web-2 never ran v2"
+                time.sleep(0.5)
+            sh(f"kill $(cat {FLEET_DIR / 'host1' / 'run' / 'sshd.pid'})")
+            update.join(timeout=600)
+            first = failure[0] if failure else ""
+            mixed = [production(hosts[n])[0] for n in HOSTS]
+            sh(f"bash {FLEET} start 3")
+            # The next `pulumi up` (same config): refused, and web-1 rolled back now.
+            failure.clear()
+            up()
+            second = failure[0] if failure else ""
+    finally:
+        out(hosts[3], f"docker tag {v2} canary-demo:v2")
+        sh(f"bash {FLEET} start 3")
+    after = [production(hosts[n])[0] for n in HOSTS]
+    served = {n: {requests_text(n) for _ in range(5)} for n in HOSTS}
+    record("fleet rollback that could not reach a droplet", {
+        "the update failed naming web-3": "rolled back on web-3" in first,
+        "it said web-1 was NOT rolled back": "NOT rolled back: web-1" in first,
+        "web-2 rolled back at once, web-1 left on v2": mixed == ["canary-demo:v2", "canary-demo:v1", "canary-demo:v1"],
+        "the next up was refused (retry)": "retry true" in second,
+        "... and rolled web-1 back": "Rolled back to their previous revision: web-1" in second,
+        "every droplet runs v1 again": after == ["canary-demo:v1"] * 3,
+        "every droplet serves v1": all(s == {"canary-demo v1"} for s in served.values()),
+    }, lost=users.failed)
+
+
+def requests_text(n: int) -> str:
+    return requests.get(f"http://{address(n)}:8088/", timeout=5).text.split(":")[0]
