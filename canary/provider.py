@@ -392,8 +392,8 @@ class FleetProvider(ReleaseProvider):
         if names:
             _say(f"rolling back {', '.join(names)}: {why}")
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            results = list(pool.map(lambda n: self._revert(spec.keyed(keys.get(n) or ""), by_name[n], reason),
-                                    names))
+            results = list(pool.map(lambda n: self._revert(spec.keyed(keys.get(n) or ""), by_name[n], reason,
+                                                           props.get("log_urn")), names))
         reverted = [n for n, problem in zip(names, results) if problem is None]
         left = [f"{n} ({problem})" for n, problem in zip(names, results) if problem]
         where = f"on {', '.join(e['name'] for e in failed)}" if failed else "in total"
@@ -404,8 +404,9 @@ class FleetProvider(ReleaseProvider):
             + " The other droplets are unchanged. Change image_tag, or set `pulumi config set retry true` "
             "to analyse it again.")
 
-    def _revert(self, spec: ReleaseSpec, entry: dict, reason: str) -> Optional[str]:
+    def _revert(self, spec: ReleaseSpec, entry: dict, reason: str, log_urn: Optional[str]) -> Optional[str]:
         """Rolls one droplet back to its previous revision; None, or why it could not."""
+        engine_log.attribute_to(log_urn)  # (a thread of its own: its lines show under the fleet)
         previous, image = entry.get("previous_revision"), entry.get("previous_image")
         if not previous or not image:
             return "it ran nothing before this revision"
@@ -415,6 +416,7 @@ class FleetProvider(ReleaseProvider):
                     f"set canary:image_tag back to {image.rsplit(':', 1)[-1]} with them")
         try:
             controller, host = self._controller(back, host_name=entry["name"])
+            controller.log = lambda m: _say(f"{entry['name']}: {m}")  # (the fleet's lines: several droplets)
             try:
                 controller.revert(spec.revision, spec.image, reason)
             finally:

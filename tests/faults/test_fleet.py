@@ -44,8 +44,8 @@ def test_a_fleet_rollback_that_could_not_reach_a_droplet_is_finished_by_the_next
             sh(f"kill $(cat {FLEET_DIR / 'host1' / 'run' / 'sshd.pid'})")
             update.join(timeout=600)
             first = failure[0] if failure else ""
-            mixed = [production(hosts[n])[0] for n in HOSTS]
             sh(f"bash {FLEET} start 3")
+            mixed = [production(hosts[n])[0] for n in HOSTS]
             # The next `pulumi up` (same config): refused, and web-1 rolled back now.
             failure.clear()
             up()
