@@ -16,7 +16,8 @@ from .config import ConfigError, load
 from .config_fields import SECRET_KEYS, decoded
 from .fleet import waves
 from .planned import describe
-from .provider import Fleet, Release, Verdict, entries
+from .fleet_resource import Fleet, entries
+from .provider import Release, Verdict
 from .remote import preflight
 from .spec import ReleaseSpec, digest_of
 from .status import EXPORTED, RECORD_KEYS, ReleaseStatus

@@ -18,17 +18,15 @@ A fleet (canary:hosts) has a release per droplet (input `host_name`). A droplet 
 later wave has a `gate` input, the outputs of the droplets before it: until they all run
 the revision it changes nothing; then it goes to the revision without analysis (see
 fleet.py). Its `host_record` input is the droplet's journal as the program read it: the
-diff then sees a droplet that was rolled back with the fleet. Fleet, after every
-release, rolls back the droplets that run a revision another droplet rolled back, and
-fails the update naming them.
+diff then sees a droplet that was rolled back with the fleet (fleet_resource.py). A
+blocked droplet of a fleet does not fail: the Fleet resource does, after it finished any
+rollback an earlier run left undone.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, Optional
 
 import pulumi
@@ -49,7 +47,7 @@ from .phases import Phase
 from .planned import action_for, describe
 from .remote.over_ssh import over_ssh
 from .remote.ssh import Host
-from .spec import ReleaseSpec, digest_of, new_revision_key
+from .spec import ReleaseSpec, new_revision_key
 from .status import OUTPUT_KEYS, RECORD_KEYS, REVISION_KEYS, ReleaseStatus
 from .target import Target
 
@@ -346,112 +344,3 @@ class Verdict(Resource, module="canary", name="Verdict"):
                          {"phase": release.phase, "failed_image": release.failed_image,
                           "failure_reason": release.failure_reason},
                          opts)
-
-
-
-class FleetProvider(ReleaseProvider):
-    """After every droplet's release: when one rolled back the revision this update
-    released, rolls back the droplets that run it by then (each to its previous
-    revision, fleet.py), and fails the update naming them."""
-
-    @_reported
-    def create(self, props: dict) -> CreateResult:
-        engine_log.attribute_to(props.get("log_urn"))
-        self._judge(props)
-        return CreateResult(id_="fleet", outs=props)
-
-    def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
-        return DiffResult(changes=olds.get("hosts") != news.get("hosts"))
-
-    @_reported
-    def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
-        engine_log.attribute_to(news.get("log_urn"))
-        self._judge(news)
-        return UpdateResult(outs=news)
-
-    def read(self, id: str, props: dict) -> ReadResult:
-        return ReadResult(id_=id, outs=props)  # the releases read the droplets
-
-    def delete(self, id: str, props: dict) -> None:
-        pass  # owns nothing on the droplets
-
-    def _judge(self, props: dict) -> None:
-        entries = props.get("hosts") or []
-        spec = ReleaseSpec.from_inputs(_spec_inputs(props))
-        failed = F.failed(entries)
-        th = spec.analysis.thresholds
-        total = F.total_failure(entries, th.error_threshold, th.min_requests)
-        if not failed and not total:
-            return
-        why = "; ".join([f"{e['name']}: {e.get('failure_reason') or 'rolled back'}" for e in failed]
-                        + ([total] if total else []))
-        reason = f"rolled back with the fleet ({why})"
-        names = F.to_revert(entries)
-        by_name = {e["name"]: e for e in entries}
-        keys = props.get("revision_keys") or {}
-        if names:
-            _say(f"rolling back {', '.join(names)}: {why}")
-        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            results = list(pool.map(lambda n: self._revert(spec.keyed(keys.get(n) or ""), by_name[n], reason,
-                                                           props.get("log_urn")), names))
-        reverted = [n for n, problem in zip(names, results) if problem is None]
-        left = [f"{n} ({problem})" for n, problem in zip(names, results) if problem]
-        where = f"on {', '.join(e['name'] for e in failed)}" if failed else "in total"
-        raise DeployError(
-            f"canary {spec.image} was rolled back {where}: {why}."
-            + (f" Rolled back to their previous revision: {', '.join(reverted)}." if reverted else "")
-            + (f" NOT rolled back: {'; '.join(left)} (the next `pulumi up` tries again)." if left else "")
-            + " The other droplets are unchanged. Change image_tag, or set `pulumi config set retry true` "
-            "to analyse it again.")
-
-    def _revert(self, spec: ReleaseSpec, entry: dict, reason: str, log_urn: Optional[str]) -> Optional[str]:
-        """Rolls one droplet back to its previous revision; None, or why it could not."""
-        engine_log.attribute_to(log_urn)  # (a thread of its own: its lines show under the fleet)
-        previous, image = entry.get("previous_revision"), entry.get("previous_image")
-        if not previous or not image:
-            return "it ran nothing before this revision"
-        back = replace(spec, image=image, digest=digest_of(previous), promote=False)
-        if back.revision != previous:
-            return (f"its previous revision had other container settings (env, volumes or ports): "
-                    f"set canary:image_tag back to {image.rsplit(':', 1)[-1]} with them")
-        try:
-            controller, host = self._controller(back, host_name=entry["name"])
-            controller.log = lambda m: _say(f"{entry['name']}: {m}")  # (the fleet's lines: several droplets)
-            try:
-                controller.revert(spec.revision, spec.image, reason)
-            finally:
-                host.close()
-        except Exception as err:  # the others are still rolled back; this one is named
-            return redact.current().text(str(err))[:300]
-        return None
-
-
-class Fleet(Resource, module="canary", name="Fleet"):
-    """Fails the update, after rolling back the droplets that run the revision, when a
-    droplet of the fleet rolled it back."""
-
-    def __init__(self, name: str, releases: dict[str, Release], canaries: int, spec: pulumi.Input[dict],
-                 env: pulumi.Input[dict], canary_env: pulumi.Input[dict],
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        log_urn = pulumi.create_urn(name, "pulumi-python:dynamic/canary:Fleet", parent=opts.parent if opts else None)
-        keys = pulumi.Output.secret(pulumi.Output.all(*[r.revision_key for r in releases.values()]).apply(
-            lambda values: dict(zip(releases, values))))
-        super().__init__(FleetProvider(), name,
-                         {"spec": spec, "env": env, "canary_env": canary_env, "hosts": entries(releases, canaries),
-                          "revision_keys": keys, "log_urn": log_urn}, opts)
-
-
-# What Fleet and the droplets of later waves read of a droplet's release (fleet.py).
-ENTRY_KEYS = ("converged", "desired_failed", "phase", "message", "failure_reason", "production_revision",
-              "previous_revision", "previous_image", "analysis")
-
-
-def entries(releases: dict[str, Release], canaries: int) -> list:
-    """fleet.py's entries of these droplets' releases (outputs: a later wave waits on
-    them); the first `canaries` are the canary droplets."""
-    def entry(name: str, canary: bool, values: list) -> dict:
-        e = {"name": name, "canary": canary, **dict(zip(ENTRY_KEYS, values))}
-        traffic = (e.pop("analysis") or {}).get("canary") or {}
-        return {**e, "traffic": {k: traffic.get(k, 0) for k in ("requests", "errors")}}
-    return [pulumi.Output.all(*[getattr(r, k) for k in ENTRY_KEYS]).apply(
-        lambda values, n=n, c=i < canaries: entry(n, c, values)) for i, (n, r) in enumerate(releases.items())]
