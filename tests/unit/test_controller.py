@@ -395,3 +395,32 @@ def test_a_health_wait_answers_as_soon_as_the_app_does():
     inspects_while_waiting = r.h.clock  # fake time: 0.2 s per failed check
     assert 1.3 <= inspects_while_waiting < 25  # (the analysis is scripted: no time)
     assert any("odoo-canary is healthy (1.4s)" in line for line in r.lines), r.lines
+
+
+# -- a fleet's droplet ---------------------------------------------------------------------------
+def test_a_later_wave_goes_to_the_revision_without_analysis_once_approved():
+    r = at_v1("v2")
+    c = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="", clock=r.h.now, sleep=r.h.sleep,
+                   approved="passed on the canary droplets web-1")
+    out = c.reconcile(r.outputs).to_outputs()
+    assert out["phase"] == "promoted" and out["production_image"] == "odoo-erp:v2" and not out["analysis"]
+    assert running(r.h) == {"odoo": "odoo-erp:v2"}
+    assert "odoo: replace (passed on the canary droplets web-1)" in r.lines
+
+
+def test_a_droplet_rolled_back_with_the_fleet_runs_its_previous_revision_and_blocks_the_failed_one():
+    r = at_v1("v2")
+    r.up("v2")
+    assert running(r.h) == {"odoo": "odoo-erp:v2"}
+    c = Controller(r.h.ops(), spec("v1"), r.lines.append, report_dir="", clock=r.h.now, sleep=r.h.sleep)
+    reverted = c.revert(spec("v2").revision, "odoo-erp:v2", "rolled back with the fleet (web-3: unhealthy)")
+    assert running(r.h) == {"odoo": "odoo-erp:v1"}
+    assert (reverted.phase, reverted.failed_revision, reverted.failure_reason) == (
+        "rolled_back", spec("v2").revision, "rolled back with the fleet (web-3: unhealthy)")
+    # The journal says so (the droplet's release still records v2): the next up of v2 is blocked.
+    journaled = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="").journaled(r.outputs)
+    assert journaled["production_image"] == "odoo-erp:v1" and journaled["phase"] == "rolled_back"
+    with pytest.raises(DeployError, match="rolled back with the fleet"):
+        Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="", clock=r.h.now,
+                   sleep=r.h.sleep).reconcile(journaled)
+    assert running(r.h) == {"odoo": "odoo-erp:v1"}
