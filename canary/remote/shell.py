@@ -55,23 +55,23 @@ def frame(command: str, marker: str) -> bytes:
             f"printf '\\n%s\\n' {marker} >&2\n").encode()
 
 
-def parse_stdout(buf: bytes, marker: str) -> Optional[tuple[bytes, int, bool]]:
-    """(the command's stdout, its status, whether anything followed the marker line)
-    once `buf` holds the marker line; None while more is to come."""
+def parse_stdout(buf: bytes, marker: str) -> Optional[tuple[bytes, int, bytes]]:
+    """(the command's stdout, its status, what followed the marker line) once `buf`
+    holds the marker line; None while more is to come."""
     m = re.search(b"\n" + marker.encode() + rb" (\d+)\n", buf)
     if m is None:
         return None
-    return buf[:m.start()], int(m.group(1)), m.end() < len(buf)
+    return buf[:m.start()], int(m.group(1)), buf[m.end():]
 
 
-def parse_stderr(buf: bytes, marker: str) -> Optional[tuple[bytes, bool]]:
-    """(the command's stderr, whether anything followed the marker line) once `buf`
-    holds the marker line; None while more is to come."""
+def parse_stderr(buf: bytes, marker: str) -> Optional[tuple[bytes, bytes]]:
+    """(the command's stderr, what followed the marker line) once `buf` holds the
+    marker line; None while more is to come."""
     tag = f"\n{marker}\n".encode()
     at = buf.find(tag)
     if at < 0:
         return None
-    return buf[:at], at + len(tag) < len(buf)
+    return buf[:at], buf[at + len(tag):]
 
 
 # -- one shell ------------------------------------------------------------------------------
@@ -125,26 +125,29 @@ class Shell:
                 raise Stale() from None
             raise
         pending, self._pending = self._pending, None
-        if pending is not None:
-            self._read(pending, deadline)  # the start-up output, dropped
-        status, out, err = self._read(marker, deadline)
+        out, err = b"", b""
+        if pending is not None:  # the start-up output, dropped; what follows is the command's
+            _, _, _, out, err = self._read(pending, deadline, out, err)
+        status, out, err, rest_out, rest_err = self._read(marker, deadline, out, err)
+        if rest_out or rest_err or self.chan.recv_ready() or self.chan.recv_stderr_ready():
+            # Something the command left running still writes: the result is whole
+            # (the marker came after the command's own output), the shell is not.
+            self.close()
         self.commands += 1
         return status, out.decode(errors="replace"), err.decode(errors="replace")
 
-    def _read(self, marker: str, deadline: float) -> tuple[int, bytes, bytes]:
+    def _read(self, marker: str, deadline: float, out: bytes, err: bytes):
+        """(status, stdout, stderr, stdout and stderr after the markers), reading on from
+        what was already received (`out`, `err`)."""
         chan = self.chan
-        out, err = bytearray(), bytearray()
-        got_out: Optional[tuple[bytes, int, bool]] = None
-        got_err: Optional[tuple[bytes, bool]] = None
+        got_out, got_err = parse_stdout(out, marker), parse_stderr(err, marker)
         while got_out is None or got_err is None:
             if chan.recv_ready():
                 out += chan.recv(65536)
-                if got_out is None:
-                    got_out = parse_stdout(bytes(out), marker)
+                got_out = parse_stdout(out, marker)
             elif chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-                if got_err is None:
-                    got_err = parse_stderr(bytes(err), marker)
+                got_err = parse_stderr(err, marker)
             elif chan.closed or chan.exit_status_ready() or chan.eof_received \
                     or not self.transport.is_active():
                 # The shell ended before the marker: the connection went away (then
@@ -155,16 +158,12 @@ class Shell:
                 if not self.transport.is_active():
                     raise EOFError("the SSH connection closed before the command exited")
                 self.close()
-                return -1, bytes(out), bytes(err)
+                return -1, out, err, b"", b""
             elif time.monotonic() > deadline:
                 raise Deadline()
             else:
                 chan.status_event.wait(0.005)  # wakes early when the shell exits
-        if got_out[2] or got_err[1] or chan.recv_ready() or chan.recv_stderr_ready():
-            # Something the command left running still writes: the result is whole
-            # (the marker came after the command's own output), the shell is not.
-            self.close()
-        return got_out[1], got_out[0], got_err[0]
+        return got_out[1], got_out[0], got_err[0], got_out[2], got_err[1]
 
 
 # -- idle sessions per connection -----------------------------------------------------------

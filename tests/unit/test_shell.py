@@ -39,7 +39,7 @@ class LocalShell:
                 else:
                     err += data
                     got_err = got_err or parse_stderr(err, marker)
-        assert not got_out[2] and not got_err[1], "nothing after the markers"
+        assert got_out[2] == got_err[1] == b"", "nothing after the markers"
         return got_out[1], got_out[0], got_err[0]
 
     def close(self):
@@ -90,11 +90,11 @@ def test_parse_waits_for_the_whole_marker_line():
     m = new_marker()
     whole = b"out\n" + f"\n{m} 0\n".encode()
     assert parse_stdout(whole[:-1], m) is None  # the status may have more digits to come
-    assert parse_stdout(whole, m) == (b"out\n", 0, False)
-    assert parse_stdout(whole + b"late", m) == (b"out\n", 0, True)
+    assert parse_stdout(whole, m) == (b"out\n", 0, b"")
+    assert parse_stdout(whole + b"late", m) == (b"out\n", 0, b"late")
     assert parse_stdout(f"\n{new_marker()} 0\n".encode(), m) is None  # another command's marker
     assert parse_stderr(f"e\n{m}".encode(), m) is None
-    assert parse_stderr(f"e\n{m}\n".encode(), m) == (b"e", False)
+    assert parse_stderr(f"e\n{m}\n".encode(), m) == (b"e", b"")
 
 
 def test_frame_refuses_nul():
