@@ -9,7 +9,7 @@ stderr. The channel's two streams keep stdout and stderr apart; the newline writ
 before each marker keeps output that has no final newline of its own intact.
 
 A shell is used by one command at a time (Pool hands idle shells out). One whose command
-timed out, whose channel broke or that got output after a marker is closed, never
+timed out, whose channel broke or that wrote after its marker or while idle is closed, never
 reused: whatever it was still doing would run into the next command's output.
 """
 
@@ -32,8 +32,8 @@ class Deadline(Exception):
 
 
 class Stale(EOFError):
-    """The shell ended while idle, with the connection still up: the command was not
-    sent, and can go to another shell."""
+    """The shell ended or wrote something while idle: the command was not sent, and can
+    go to another shell (an EOFError: when that fails too, the connection is suspect)."""
 
 
 # -- the framing (pure) ---------------------------------------------------------------------
@@ -102,8 +102,12 @@ class Shell:
 
     def usable(self) -> bool:
         c = self.chan
-        return (not c.closed and not c.exit_status_ready() and not c.eof_received
-                and self.transport is not None and self.transport.is_active())
+        if c.closed or c.exit_status_ready() or c.eof_received or not self.transport.is_active():
+            return False
+        if self._pending is None and (c.recv_ready() or c.recv_stderr_ready()):
+            self.close()  # output while idle: something a command left running writes
+            return False
+        return True
 
     def close(self) -> None:
         try:
@@ -115,6 +119,8 @@ class Shell:
         """Runs one command; (status, stdout, stderr). Deadline past `deadline`; EOFError
         when the connection went away; (-1, ...) when the shell itself was killed with
         the connection still up (a failure of the command, as a signal would be)."""
+        if not self.usable():
+            raise Stale()
         marker = new_marker()
         self.chan.settimeout(max(deadline - time.monotonic(), 0.1))
         try:

@@ -8,11 +8,12 @@ import os
 import select
 import shlex
 import subprocess
+import threading
 import time
 
 import pytest
 
-from canary.remote.shell import Pool, frame, new_marker, parse_stderr, parse_stdout
+from canary.remote.shell import Deadline, Pool, Shell, Stale, frame, new_marker, parse_stderr, parse_stdout
 
 
 class LocalShell:
@@ -132,3 +133,84 @@ def test_pool_lends_each_session_to_one_caller_and_drops_stale_ones():
     pool.give(second)
     pool.clear()
     assert second.closed and len(pool) == 0
+
+
+class PipeChannel:
+    """The few methods of a paramiko Channel that Shell uses, over a local process:
+    the shell's start-up files are played by `banner` (printed before `sh -s` reads)."""
+
+    def __init__(self, banner: str = ""):
+        self.p = subprocess.Popen(["sh", "-c", f"{banner}exec sh -s"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.closed = False
+        self.eof_received = False
+        self.status_event = threading.Event()
+        self.transport = self
+
+    def is_active(self):
+        return True
+
+    def get_transport(self):
+        return self
+
+    def settimeout(self, t):
+        pass
+
+    def sendall(self, data):
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+
+    def _ready(self, f):
+        return bool(select.select([f], [], [], 0)[0])
+
+    def recv_ready(self):
+        return self._ready(self.p.stdout)
+
+    def recv_stderr_ready(self):
+        return self._ready(self.p.stderr)
+
+    def recv(self, n):
+        return os.read(self.p.stdout.fileno(), n)
+
+    def recv_stderr(self, n):
+        return os.read(self.p.stderr.fileno(), n)
+
+    def exit_status_ready(self):
+        return self.p.poll() is not None
+
+    def close(self):
+        self.closed = True
+        self.p.kill()
+        self.p.wait()
+
+
+def test_start_up_output_is_dropped_and_pipelined_output_kept():
+    chan = PipeChannel(banner="echo welcome; echo motd >&2; ")
+    s = Shell(chan)
+    s._pending = new_marker()
+    chan.sendall(frame("true", s._pending))  # as Shell.open does
+    time.sleep(0.2)  # the start-up marker and the command's output arrive in one read
+    assert s.run(shlex.join(["printf", "first"]), time.monotonic() + 5) == (0, "first", "")
+    assert s.run(shlex.join(["sh", "-c", "echo e >&2; exit 2"]), time.monotonic() + 5) == (2, "", "e\n")
+    assert s.usable() and s.commands == 2
+    chan.close()
+
+
+def test_a_shell_whose_command_leaves_a_writer_behind_is_closed():
+    chan = PipeChannel()
+    s = Shell(chan)
+    result = s.run(shlex.join(["sh", "-c", "(sleep 0.3; echo late) & echo now"]), time.monotonic() + 5)
+    time.sleep(0.5)
+    assert result == (0, "now\n", "")
+    # The late line came after the marker of its command: never the next command's output.
+    assert not s.usable() and chan.closed
+    with pytest.raises(Stale):
+        s.run(shlex.join(["echo", "next"]), time.monotonic() + 5)
+
+
+def test_a_command_past_its_deadline_raises():
+    chan = PipeChannel()
+    s = Shell(chan)
+    with pytest.raises(Deadline):
+        s.run(shlex.join(["sleep", "5"]), time.monotonic() + 0.3)
+    chan.close()
