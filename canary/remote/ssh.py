@@ -4,8 +4,8 @@ Commands are argument lists joined with `shlex.join`, so no value is ever interp
 into a shell line unquoted. They run in long-lived shells of the connection (shell.py;
 a command with stdin gets an SSH session of its own), and SFTP sessions are reused too:
 opening one costs a round trip. File contents travel over SFTP (never on a command
-line, so secrets stay out of the host's process list). The host key is pinned: it is checked
-during the key exchange, before any credential is sent. Probes reach the app's ports
+line, so secrets stay out of the host's process list). The host key is pinned: it is
+checked during the key exchange, before any credential is sent. Probes reach the app's ports
 through SSH port forwarding, so only port 22 of the host needs to be reachable.
 
 Every command and SFTP operation has a time limit (CommandTimeout, never retried). A
