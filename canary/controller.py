@@ -219,9 +219,10 @@ class Controller:
                               "program: refusing to touch it. To take it over (e.g. the guide's "
                               "hand-started container), `pulumi config set adopt true`")
 
-    def _remove_container(self, name: str, drained: bool) -> None:
-        """Stops and removes one of the app's containers, if this stack may."""
-        c = self.ops.containers.inspect(name)
+    def _remove_container(self, name: str, drained: bool, seen: Optional[Container] = None) -> None:
+        """Stops and removes one of the app's containers, if this stack may. `seen`: the
+        container as inspected moments ago under the host lock (saves a round trip)."""
+        c = seen or self.ops.containers.inspect(name)
         if c is None:
             return
         self._check_owned(c)
@@ -260,7 +261,7 @@ class Controller:
         raise rolled_back_before(self.spec.image, action.reason)
 
     def _deploy(self, action, h, o):
-        self._check_port(self.spec.stable_port, allow=self.spec.app)
+        self._check_port(self.spec.stable_port, ours_there=h.production is not None)
         self._start("production")
         self._remove_canary()
         self._record(Outcome.DONE, no_canary=True, message=f"deployed {self.spec.image} to production")
@@ -356,7 +357,7 @@ class Controller:
         """Starts the canary; on failure rolls back and returns False."""
         if h.canary is not None:
             self._remove_canary()
-        self._check_port(self.spec.canary_port, allow=f"{self.spec.app}-canary")
+        self._check_port(self.spec.canary_port, ours_there=False)  # none, or just removed
         try:
             self._start("canary")
             self.notify.send("started", f"canary {self.spec.image} started; analysing at "
@@ -433,7 +434,7 @@ class Controller:
         self.ops.router.remove()
         drained = self._drain()
         if h.canary is not None:
-            self._remove_container(self.canary_name, drained)
+            self._remove_container(self.canary_name, drained, seen=h.canary)
 
     def _drain(self) -> bool:
         return self.ops.router.wait_drained(self.spec.drain_timeout)
@@ -495,9 +496,11 @@ class Controller:
                     self.log(f"waiting for {name} to answer its health check ({last})")
                 self.sleep(POLL_EVERY)
 
-    def _check_port(self, port: int, allow: str) -> None:
-        if self.ops.containers.inspect(allow) is not None:
-            return  # ours: it is replaced
+    def _check_port(self, port: int, ours_there: bool) -> None:
+        """Fails when something else holds `port`. `ours_there`: our container of that
+        port exists (as this reconcile observed it under the host lock): it is replaced."""
+        if ours_there:
+            return
         holder = self.ops.containers.port_holder(port)
         if holder:
             raise DeployError(f"port {port} on the host is already taken ({holder.split()[-1][:120]}); "

@@ -19,6 +19,11 @@ rm -f "$prev"
 [ -f "$f" ] && cp -p "$f" "$prev"
 if [ -n "$new" ]; then mv "$new" "$f"; else rm -f "$f"; fi
 if out=$(nginx -t 2>&1); then
+    master=$(cat /run/nginx.pid 2>/dev/null || true)
+    case $master in ''|*[!0-9]*) parent= ;; *) parent="-P $master" ;; esac
+    old=  # this nginx's workers (when its pid is known: other nginx may run, in containers)
+    # shellcheck disable=SC2086
+    [ -n "$parent" ] && old=$(pgrep $parent -x -f "nginx: worker process" || true)
     if ! out=$(nginx -s reload 2>&1); then
         # nginx still runs the previous configuration: put its file back.
         if [ -f "$prev" ]; then mv "$prev" "$f"; else rm -f "$f"; fi
@@ -26,6 +31,18 @@ if out=$(nginx -t 2>&1); then
         echo "$out" >&2
         exit 1
     fi
+    # `nginx -s reload` only signals the master: until it has told the old workers to
+    # shut down (some 0.1 s), they still accept requests with the previous file, and a
+    # drain check now would find none shutting down yet. Wait for that (at most 10 s).
+    end=$(( $(date +%s) + 10 ))
+    while [ -n "$old" ] && [ "$(date +%s)" -lt "$end" ]; do
+        # shellcheck disable=SC2086
+        plain=" $(pgrep $parent -x -f "nginx: worker process" | tr '\n' ' ') "
+        left=
+        for pid in $old; do case $plain in *" $pid "*) left="$left $pid" ;; esac; done
+        old=$left
+        [ -n "$old" ] && sleep 0.02
+    done
     rm -f "$prev"
 else
     if [ -f "$prev" ]; then mv "$prev" "$f"; else rm -f "$f"; fi

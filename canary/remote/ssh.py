@@ -1,9 +1,11 @@
 """SSH to the host: the one place where remote commands are built and run.
 
 Commands are argument lists joined with `shlex.join`, so no value is ever interpolated
-into a shell line unquoted. File contents travel over SFTP (never on a command line,
-so secrets stay out of the host's process list). The host key is pinned: it is checked
-during the key exchange, before any credential is sent. Probes reach the app's ports
+into a shell line unquoted. They run in long-lived shells of the connection (shell.py;
+a command with stdin gets an SSH session of its own), and SFTP sessions are reused too:
+opening one costs a round trip. File contents travel over SFTP (never on a command
+line, so secrets stay out of the host's process list). The host key is pinned: it is
+checked during the key exchange, before any credential is sent. Probes reach the app's ports
 through SSH port forwarding, so only port 22 of the host needs to be reachable.
 
 Every command and SFTP operation has a time limit (CommandTimeout, never retried). A
@@ -26,6 +28,7 @@ import paramiko
 
 from ..errors import CanaryError
 from ..target import Target  # noqa: F401  (the type it connects with; importable from here)
+from .shell import Deadline, Pool, Shell, Stale
 
 
 class RemoteError(CanaryError):
@@ -88,6 +91,11 @@ class Host:
         # before any further command runs (or the run stops with LockLost).
         self.holding = None
         self._lost: Optional[LockLost] = None
+        # Idle shells and SFTP sessions of the current connection, reused rather than
+        # opened again for every command (each opening is a round trip, and a fork of
+        # the user's shell on the host).
+        self._shells: Pool[Shell] = Pool()
+        self._sftps: Pool[_Sftp] = Pool(max_idle=2)
 
     # -- connection -------------------------------------------------------------------
     def _connect(self) -> paramiko.SSHClient:
@@ -166,6 +174,8 @@ class Host:
                 self._lost = None
 
     def close(self) -> None:
+        self._shells.clear()
+        self._sftps.clear()
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -176,6 +186,8 @@ class Host:
             timeout: float = COMMAND_TIMEOUT) -> tuple[int, str, str]:
         """Runs one command (an argument list) and returns (status, stdout, stderr).
 
+        Commands without stdin run in one of the connection's shells (shell.py), one
+        command per shell at a time; a command with stdin gets an SSH session of its own.
         A dropped connection is retried once on a fresh connection: callers only run
         commands that are safe to repeat (inspections and idempotent changes). A command
         that does not finish within `timeout` seconds raises CommandTimeout (not retried).
@@ -185,21 +197,13 @@ class Host:
         for attempt in (1, 2):
             deadline = time.monotonic() + timeout
             transport = self.client().get_transport()
-            chan = None
             try:
-                chan = transport.open_session(timeout=min(OPEN_TIMEOUT, timeout))
-                chan.settimeout(max(timeout, 0.1))
-                chan.exec_command(command)
-                if stdin is not None:
-                    chan.sendall(stdin.encode())
-                chan.shutdown_write()
-                out, err = _drain(chan, deadline)
-                status = chan.recv_exit_status()
-                chan.close()
+                if stdin is None:
+                    status, out, err = self._in_shell(transport, command, deadline, timeout)
+                else:
+                    status, out, err = _exec(transport, command, stdin, deadline, timeout)
                 break
             except (socket.timeout, _Deadline):
-                if chan is not None:
-                    chan.close()
                 self._check_alive()
                 raise CommandTimeout(shown, timeout) from None
             except (OSError, EOFError, paramiko.SSHException) as err:
@@ -210,6 +214,23 @@ class Host:
         if check and status != 0:
             raise RemoteError(argv, status, out, err)
         return status, out, err
+
+    def _in_shell(self, transport: paramiko.Transport, command: str, deadline: float,
+                  timeout: float) -> tuple[int, str, str]:
+        """Runs `command` in an idle shell of this connection (a new one when all are
+        busy); the shell goes back to the pool only when the command ended normally."""
+        sh = self._shells.take(transport) or Shell.open(transport, min(OPEN_TIMEOUT, timeout))
+        try:
+            try:
+                result = sh.run(command, deadline)
+            except Stale:
+                sh = Shell.open(transport, min(OPEN_TIMEOUT, timeout))
+                result = sh.run(command, deadline)
+        except BaseException:
+            sh.close()  # timed out or broken: whatever it still does stays out of the next command
+            raise
+        self._shells.give(sh)
+        return result
 
     def _check_alive(self) -> None:
         """After a timeout: a connection that cannot run `true` quickly is dead (a silent
@@ -258,34 +279,39 @@ class Host:
         return self._sftp(f"SFTP read of {path}", read, timeout)
 
     def _sftp(self, what: str, operation: Callable[[paramiko.SFTPClient], object], timeout: float):
-        """Runs `operation` on a fresh SFTP session whose every wait is bounded by
-        `timeout`. A dropped connection is retried once (the operations are idempotent);
-        an error of the operation itself (permission denied, no such directory) raises."""
+        """Runs `operation` on an SFTP session of this connection whose every wait is
+        bounded by `timeout`. A dropped connection is retried once (the operations are
+        idempotent); an error of the operation itself (permission denied, no such
+        directory) raises, and leaves the session usable."""
         for attempt in (1, 2):
             transport = self.client().get_transport()
-            sftp = None
+            session = None
             try:
-                chan = transport.open_session(timeout=min(OPEN_TIMEOUT, timeout))
-                chan.settimeout(timeout)
-                chan.invoke_subsystem("sftp")
-                sftp = paramiko.SFTPClient(chan)
-                return operation(sftp)
+                session = self._sftps.take(transport) or _Sftp.open(transport, min(OPEN_TIMEOUT, timeout))
+                session.sftp.get_channel().settimeout(timeout)
+                result = operation(session.sftp)
             except socket.timeout:
+                if session is not None:
+                    session.close()  # its answer may still come: never reused
                 self._check_alive()
                 raise CommandTimeout(what, timeout) from None
             except (OSError, EOFError, paramiko.SSHException) as err:
-                if isinstance(err, OSError) and transport.is_active() and sftp is not None:
+                if isinstance(err, OSError) and transport.is_active() and session is not None:
+                    self._sftps.give(session)
                     raise  # the operation failed, not the connection
+                if session is not None:
+                    session.close()
                 self.close()
                 if attempt == 2:
                     raise ConnectionFailed(f"SSH connection lost during the {what}: {err}") from None
                 self.log(f"SSH connection dropped ({err or type(err).__name__}); reconnecting")
-            finally:
-                if sftp is not None:
-                    try:
-                        sftp.close()
-                    except Exception:
-                        pass
+            except BaseException:
+                if session is not None:
+                    session.close()
+                raise
+            else:
+                self._sftps.give(session)
+                return result
 
     # -- a session that holds something open ------------------------------------------
     def open_session(self, argv: Sequence[str], client: Optional[paramiko.SSHClient] = None) -> paramiko.Channel:
@@ -367,8 +393,49 @@ def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFil
     return paramiko.SFTPFile(sftp, msg.get_binary(), "w")
 
 
-class _Deadline(Exception):
-    pass
+_Deadline = Deadline
+
+
+class _Sftp:
+    """An SFTP session kept for the connection's next operations (see shell.Pool)."""
+
+    def __init__(self, sftp: paramiko.SFTPClient, transport: paramiko.Transport):
+        self.sftp, self.transport = sftp, transport
+
+    @classmethod
+    def open(cls, transport: paramiko.Transport, open_timeout: float) -> "_Sftp":
+        chan = transport.open_session(timeout=open_timeout)
+        try:
+            chan.invoke_subsystem("sftp")
+            return cls(paramiko.SFTPClient(chan), transport)
+        except BaseException:
+            chan.close()
+            raise
+
+    def usable(self) -> bool:
+        chan = self.sftp.get_channel()
+        return not chan.closed and not chan.eof_received and self.transport.is_active()
+
+    def close(self) -> None:
+        try:
+            self.sftp.close()
+        except Exception:
+            pass
+
+
+def _exec(transport: paramiko.Transport, command: str, stdin: str, deadline: float,
+          timeout: float) -> tuple[int, str, str]:
+    """Runs `command` in an SSH session of its own, `stdin` sent to it."""
+    chan = transport.open_session(timeout=min(OPEN_TIMEOUT, timeout))
+    try:
+        chan.settimeout(max(timeout, 0.1))
+        chan.exec_command(command)
+        chan.sendall(stdin.encode())
+        chan.shutdown_write()
+        out, err = _drain(chan, deadline)
+        return chan.recv_exit_status(), out, err
+    finally:
+        chan.close()
 
 
 def _drain(chan: paramiko.Channel, deadline: float) -> tuple[str, str]:

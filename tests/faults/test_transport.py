@@ -141,6 +141,92 @@ def test_read_file_none_only_when_missing():
             "a directory raises, not FileNotFoundError": not isinstance(unreadable.value, FileNotFoundError)})
 
 
+def sessions_of(h: Host) -> int:
+    """SSH sessions (channels with a command, shell or subsystem) the test host's sshd
+    started for `h`'s current connection, by its sshd log."""
+    port = h._client.get_transport().sock.getsockname()[1]
+    log = (TESTHOST_DIR / "sshd.log").read_text(errors="replace")
+    return len(re.findall(rf"Starting session: .* from 127\.0\.0\.1 port {port}\b", log))
+
+
+def test_commands_in_one_shell_keep_their_own_output_and_status():
+    """Commands share one long-lived shell per connection: each still gets its own
+    stdout, stderr and status, arguments stay literal, no command reads the others from
+    stdin, and 20 commands in a row open no SSH session."""
+    executed = f"{STATE_DIR}/transport-test-executed"
+    sh(f"mkdir -p {STATE_DIR} && rm -f {executed}")
+    hostile = [f"$(touch {executed})", f"`touch {executed}`", f"; touch {executed}", f"&& touch {executed}",
+               "'", '"', "a\nb\n)\n", f")\ntouch {executed}\n(", "#", "\\", "*", "${HOME}", "-n",
+               "canary-end-0 0"]
+    h = host()
+    try:
+        h.run(["true"])  # the connection and its first shell
+        before = sessions_of(h)
+        no_newline = h.run(["printf", "no final newline"])
+        apart = h.run(["sh", "-c", "echo out; printf err >&2; exit 3"], check=False)
+        with pytest.raises(RemoteError) as failed:
+            h.run(["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 5"])
+        literal = h.run(["printf", "%s\\0", *hostile])
+        no_stdin = h.run(["cat"], timeout=5)  # would swallow the commands after it
+        read_fails = h.run(["sh", "-c", "read line; echo \"read $?\""], timeout=5)
+        empty = h.run(["true"])
+        echoes = [h.run(["echo", f"command {i}"])[1] for i in range(13)]
+        after = sessions_of(h)
+        with_stdin = h.run(["cat"], stdin="given on stdin")  # a session of its own
+        after_stdin = sessions_of(h)
+
+        # Concurrent callers each get a shell of their own, and their own output.
+        answers: dict = {}
+
+        def caller(n):
+            answers[n] = [h.run(["sh", "-c", "sleep 0.2; echo \"$1\"", "sh", f"{n}-{i}"])[1] for i in range(4)]
+        threads = [threading.Thread(target=caller, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        concurrent = sessions_of(h) - after_stdin
+    finally:
+        h.close()
+    print(f"sessions for the 20 commands: {after - before}; with stdin: {after_stdin - after}; "
+          f"3 concurrent callers: {concurrent}")
+    record("commands in one shared shell: own output, status, literal arguments, no new sessions",
+           {"output without a final newline is kept whole": no_newline == (0, "no final newline", ""),
+            "stdout, stderr and status are kept apart": apart == (3, "out\n", "err"),
+            "a failure raises RemoteError with its status, stdout and stderr":
+            (failed.value.status, failed.value.stdout, failed.value.stderr) == (5, "to-stdout\n", "to-stderr\n"),
+            "hostile arguments arrive literally": literal[1].split("\0")[:-1] == hostile,
+            "hostile arguments are never executed": not Path(executed).exists(),
+            "a command reads no stdin (cat gets EOF at once)": no_stdin == (0, "", ""),
+            "`read` finds no input": read_fails == (0, "read 1\n", ""),
+            "an empty result is empty": empty == (0, "", ""),
+            "each of 13 more commands got its own output": echoes == [f"command {i}\n" for i in range(13)],
+            "the 20 commands opened no SSH session": after == before,
+            "a command with stdin still gets it (its own session)": with_stdin == (0, "given on stdin", "")
+            and after_stdin == after + 1,
+            "3 concurrent callers each got their own answers":
+            answers == {n: [f"{n}-{i}\n" for i in range(4)] for n in range(3)},
+            "concurrent callers got shells of their own, not a session per command (12)": 1 <= concurrent <= 3})
+
+
+def test_a_timed_out_shell_is_never_reused():
+    """A command that timed out may still write: its shell is closed, and the next
+    command's output is its own."""
+    h = host()
+    try:
+        h.run(["true"])
+        with pytest.raises(CommandTimeout):
+            h.run(["sh", "-c", "sleep 3; echo late output"], timeout=1)
+        time.sleep(3)
+        next_out = h.run(["echo", "next"])
+        idle = len(h._shells)
+    finally:
+        h.close()
+    record("a shell whose command timed out is closed, not reused",
+           {"the next command gets only its own output": next_out == (0, "next\n", ""),
+            "one idle shell after (the new one)": idle == 1})
+
+
 # -- 2. a failing Docker is not "no container" ----------------------------------------------
 def test_docker_daemon_down_is_not_absence():
     reset_host()
