@@ -17,7 +17,7 @@ from .config_fields import SECRET_KEYS, decoded
 from .fleet import waves
 from .planned import describe
 from .fleet_resource import Fleet, entries
-from .provider import Release, Verdict
+from .provider import PROVIDER_CONFIG_KEYS, Release, Verdict
 from .remote import preflight
 from .spec import ReleaseSpec, digest_of
 from .status import EXPORTED, RECORD_KEYS, ReleaseStatus
@@ -112,7 +112,24 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list) -> Rel
         create=render.site_apply_script(s), delete=render.site_delete_script(s),
         opts=pulumi.ResourceOptions(depends_on=ready))
     return Release(docker_resources.named("release", t), **inputs,
-                   opts=pulumi.ResourceOptions(depends_on=[site, *ready, *earlier]))
+                   opts=pulumi.ResourceOptions(depends_on=[site, *ready, *earlier], provider=_own_process(t)))
+
+
+def _own_process(t) -> pulumi.ProviderResource | None:
+    """A fleet droplet's release runs in a dynamic provider process of its own: one
+    process serves at most 4 calls at a time (the SDK's gRPC pool) and its threads share
+    one interpreter lock, so a shared one would run a wave of 5 droplets partly one
+    after the other. An explicit provider gets no stack config of its own: it is given
+    the keys the release provider reads (secrets stay secret in the state)."""
+    if not t.name:
+        return None  # one droplet: the default provider, as before
+    config = {}
+    for key in PROVIDER_CONFIG_KEYS:
+        value = get_config(f"{NAMESPACE}:{key}")
+        if value is not None:
+            config[f"{NAMESPACE}:{key}"] = pulumi.Output.secret(value) if is_config_secret(
+                f"{NAMESPACE}:{key}") else value
+    return pulumi.ProviderResource("pulumi-python", docker_resources.named("dynamic", t), config)
 
 
 def _planned(spec: ReleaseSpec) -> pulumi.Output[str]:

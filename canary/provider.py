@@ -10,7 +10,8 @@ Release owns the production container, the canary container and the split file.
   - read()    inspects the host (pulumi refresh), never echoes the stored state.
   - delete()  removes the split file and both containers.
 SSH credentials come from the stack config through configure(), never from resource
-inputs, so they are not stored in the state.
+inputs, so they are not stored with the release. (A fleet's droplets each have a provider
+process of their own, given those config keys as its inputs: program.py.)
 
 Verdict fails `pulumi up`, with the reason, when the release's phase is rolled_back.
 
@@ -37,7 +38,7 @@ from . import engine_log
 from . import fleet as F
 from . import plan as P
 from . import redact
-from .config import ConfigError, load_force_token, load_targets
+from .config import TARGET_KEYS, ConfigError, load_force_token, load_targets
 from .config_fields import decoded
 from .controller import Controller
 from .engine_watch import exit_with_engine
@@ -59,6 +60,8 @@ _say = engine_log.say  # progress lines, shown under the release (engine_log.py)
 # The release's type token, as the SDK names a dynamic resource (the program builds the
 # release's URN from it, so progress lines can name the resource).
 RELEASE_TYPE = "pulumi-python:dynamic/canary:Release"
+# The stack config configure() reads (a fleet's explicit providers are given these).
+PROVIDER_CONFIG_KEYS = (*TARGET_KEYS, "notify_webhook", "force_token")
 
 
 def _spec_inputs(props: dict) -> dict:

@@ -225,3 +225,26 @@ def test_one_droplet_keeps_its_resource_names_and_reads_no_journal(run_program, 
     assert not journals
     release = _named(mocks, "release")
     assert release.inputs["host_name"] == "" and not release.inputs.get("gate")
+
+
+def test_each_fleet_droplet_releases_from_a_dynamic_provider_process_of_its_own(run_program, journals):
+    # One shared process serves 4 calls at a time, under one interpreter lock.
+    mocks = run_program({**FLEET, "notify_webhook": "https://hooks.example/x"})
+    names = {r.name: r for r in mocks.resources}
+    for n in ("web-1", "web-2", "web-3"):
+        own = names[f"dynamic-{n}"]
+        assert own.typ == "pulumi:providers:pulumi-python"
+        # It is given the config the release provider reads, and nothing else.
+        assert json.loads(own.inputs["canary:hosts"]) == FLEET["hosts"]
+        assert own.inputs["canary:ssh_private_key"] == KEY
+        assert own.inputs["canary:notify_webhook"] == "https://hooks.example/x"
+        assert not {k for k in own.inputs if k.startswith("canary:")} - {
+            f"canary:{k}" for k in ("hosts", "ssh_port", "ssh_private_key", "ssh_host_key", "notify_webhook")}
+        assert f"pulumi:providers:pulumi-python::dynamic-{n}::" in names[f"release-{n}"].provider
+    assert names["fleet"].provider in ("", None)  # the default one
+
+
+def test_one_droplet_keeps_the_default_dynamic_provider(run_program):
+    mocks = run_program(BASE)
+    assert not [r for r in mocks.resources if r.typ == "pulumi:providers:pulumi-python"]
+    assert not _named(mocks, "release").provider
