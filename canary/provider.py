@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pulumi
 from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
@@ -40,17 +40,17 @@ from . import plan as P
 from . import redact
 from .config import TARGET_KEYS, ConfigError, load_force_token, load_targets
 from .config_fields import decoded
-from .controller import Controller
 from .engine_watch import exit_with_engine
 from .errors import CanaryError, DeployError, rolled_back_before
-from .notify import Notifier
 from .phases import Phase
 from .planned import action_for, describe
-from .remote.over_ssh import over_ssh
-from .remote.ssh import Host
 from .spec import ReleaseSpec, new_revision_key
 from .status import OUTPUT_KEYS, RECORD_KEYS, REVISION_KEYS, ReleaseStatus
 from .target import Target
+
+if TYPE_CHECKING:
+    from .controller import Controller
+    from .remote.ssh import Host
 
 _SECRET_FREE = ("env", "canary_env")
 
@@ -167,6 +167,12 @@ class ReleaseProvider(ResourceProvider):
 
     def _controller(self, spec_inputs: Any, revision: Optional[str] = None, host_name: str = "",
                     approved: str = "") -> tuple[Controller, Host]:
+        # Imported here: a provider process's first calls (check, diff) stay quick, and
+        # the engine makes those one resource at a time (a fleet's wave waits on them).
+        from .controller import Controller
+        from .notify import Notifier
+        from .remote.over_ssh import over_ssh
+        from .remote.ssh import Host
         spec = spec_inputs if isinstance(spec_inputs, ReleaseSpec) else ReleaseSpec.from_inputs(spec_inputs)
         target = self._target(host_name or "")
         redactor = redact.Redactor([*spec.secret_values(), self.webhook, self.force_token, target.private_key],

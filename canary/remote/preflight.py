@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from ..errors import CanaryError
 from ..status import RECORD_KEYS
 from . import STATE_DIR
-from .ssh import Host, Target
+from ..target import Target
 
 TIMEOUT = 20  # seconds for one droplet's journal
 
@@ -27,6 +27,8 @@ class Unreachable(CanaryError):
 def journals(targets: Sequence[Target], app: str, stack: str) -> dict[str, dict]:
     """Each droplet's record of this stack's app (`{}` when it has none), by name. Raises
     Unreachable naming every droplet that could not be read."""
+    from .ssh import Host  # here: paramiko is for a fleet's program only
+
     def read(t: Target) -> tuple[Optional[dict], str]:
         host = Host(t, retries=2)
         try:
