@@ -3,13 +3,16 @@
 The droplets are the local fleet's (testhost/fleet.sh: each its own sshd, nginx and
 Docker engine). The canary runs on the first droplet (one analysis step), then the
 others are promoted in one wave. Printed per fleet size: the update's wall time, the
-analysis in it, the rest (wall minus analysis) and its ratio to one droplet's, and the
-requests users sent to every droplet meanwhile with how many failed.
+analysis in it, the rest (wall minus analysis) and its ratio to one droplet's, the CPU
+seconds the machine was busy (the local droplets share its cores), and the requests
+users sent to every droplet meanwhile with how many failed; then each update's steps
+as the engine's events timed them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 import time
@@ -69,16 +72,48 @@ def promotion(tmp: Path, size: int) -> dict:
     d.stack.remove_config("canary:ssh_host_key_file")
     d.up()
     d.set(image_tag="v2")
+    events: list[tuple[float, str, str]] = []
     with Users(list(range(1, size + 1))) as users:
-        start = time.monotonic()
-        d.up()
-        wall = time.monotonic() - start
+        start, busy = time.monotonic(), _cpu_busy()
+        d.up(on_event=lambda e: events.append((time.monotonic() - start, *_event(e))))
+        wall, cpu = time.monotonic() - start, _cpu_busy() - busy
     o = d.outputs()
     if not all(h["production_image"] == "canary-demo:v2" for h in o["hosts"].values()):
         raise RuntimeError(f"the promotion did not reach every droplet: {o['hosts']}")
     d.destroy()
     return {"size": size, "wall": wall, "analysis": float(o["analysis"]["seconds"]),
-            "requests": sum(users.statuses.values()), "failed": users.failed, "statuses": dict(users.statuses)}
+            "requests": sum(users.statuses.values()), "failed": users.failed, "statuses": dict(users.statuses),
+            "spans": spans(events), "cpu": cpu}
+
+
+def _cpu_busy() -> float:
+    """CPU seconds this machine spent busy so far, all cores (/proc/stat): the local
+    fleet's droplets, the CLI and the providers all share them."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _event(e) -> tuple[str, str]:
+    """(kind, resource name) of an engine event: its start or end of a step."""
+    for kind in ("resource_pre_event", "res_outputs_event", "res_op_failed_event"):
+        ev = getattr(e, kind, None)
+        if ev is not None:
+            return kind, ev.metadata.urn.rsplit("::", 1)[-1]
+    return "", ""
+
+
+def spans(events: list[tuple[float, str, str]]) -> list[tuple[str, float, float]]:
+    """(resource, start, end) of every step that took time, from the engine's events, in
+    the order they started: where the update's time went."""
+    began: dict[str, float] = {}
+    out = []
+    for t, kind, name in events:
+        if kind == "resource_pre_event":
+            began[name] = t
+        elif kind and name in began:
+            out.append((name, began.pop(name), t))
+    return sorted((s for s in out if s[2] - s[1] >= 0.05), key=lambda s: s[1])
 
 
 def main() -> None:
@@ -91,8 +126,14 @@ def main() -> None:
         fleet_reset()
     base = runs[0]["wall"] - runs[0]["analysis"]
     print(f"  {'droplets':>8} {'wall s':>8} {'analysis s':>10} {'rest s':>8} {'rest / 1':>8} "
-          f"{'requests':>8} {'failed':>6}")
+          f"{'CPU s':>6} {'requests':>8} {'failed':>6}")
     for r in runs:
         rest = r["wall"] - r["analysis"]
         print(f"  {r['size']:>8} {r['wall']:>8.1f} {r['analysis']:>10.1f} {rest:>8.1f} {rest / base:>8.2f} "
-              f"{r['requests']:>8} {r['failed']:>6}" + (f"  {r['statuses']}" if r["failed"] else ""))
+              f"{r['cpu']:>6.1f} {r['requests']:>8} {r['failed']:>6}" + (f"  {r['statuses']}" if r["failed"] else ""))
+    print(f"  (CPU s: busy seconds of this machine's {os.cpu_count()} cores during the update, every local "
+          "droplet included)")
+    for r in runs:
+        print(f"  {r['size']} droplets, the update's steps (seconds from its start, those over 0.05 s):")
+        for name, begin, end in r["spans"]:
+            print(f"    {begin:6.1f} -> {end:6.1f}  {end - begin:5.1f}  {name}")
