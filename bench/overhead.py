@@ -117,6 +117,26 @@ def command_cost(n: int = 10) -> tuple[float, float]:
         host.close()
 
 
+def floor(tmp: Path, n: int = 3) -> float:
+    """Median seconds of `pulumi up` (as the Automation API runs it) of a Python program
+    with nothing in it but one stack output, on the same CLI, language host, venv and kind
+    of backend: what any program pays before it does anything."""
+    project = tmp / "floor"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text(
+        f"name: floor\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n")
+    (project / "__main__.py").write_text("import pulumi\n\npulumi.export('ok', True)\n")
+    (tmp / "floor-state").mkdir()
+    stack = auto.create_or_select_stack("floor", work_dir=str(project), opts=auto.LocalWorkspaceOptions(
+        env_vars={"PULUMI_BACKEND_URL": f"file://{tmp / 'floor-state'}", "PULUMI_CONFIG_PASSPHRASE": "floor",
+                  "PULUMI_SKIP_UPDATE_CHECK": "1", "PATH": os.environ["PATH"]}))
+    marks: list = []
+    _timed_cli(stack, marks)
+    for _ in range(n + 1):  # the first one creates the stack's output
+        stack.up()
+    return statistics.median(end - start for start, end in marks[1:])
+
+
 def _seconds(fn) -> float:
     start = time.monotonic()
     fn()
@@ -131,7 +151,13 @@ def main(load: bool = True) -> None:
         run = promotion(Path(tmp) / "overhead", load=load)
         live.reset_host()
         command, sftp = command_cost()
-    print(timeline.table(run, timeline.breakdown(run)))
+        empty = floor(Path(tmp))
+    rows = timeline.breakdown(run)
+    print(timeline.table(run, rows))
+    beyond = timeline.summary(run, rows)["beyond"]
+    print(f"  an empty Python program's `pulumi up` takes {empty:.1f}s here (median of 3: CLI, language host, "
+          f"engine, no resources): {max(beyond - empty, 0.0):.1f}s of the {beyond:.1f}s beyond the analysis and "
+          "the container starts are this program's own")
     shell = timeline.shell_commands_outside_analysis(run.records)
     print(f"  one remote command costs {command:.3f}s on this test host (`true`, median), an SFTP read "
           f"{sftp:.3f}s: the update ran {shell} commands outside the analysis, {shell * command:.1f}s")
