@@ -39,7 +39,7 @@ if ! flock -w "$3" 9; then
     exit 75
 fi
 prev=
-IFS= read -r prev <"$1.holder" 2>/dev/null
+IFS= read -r prev 2>/dev/null <"$1.holder"
 prev=${prev:0:300}
 printf '%s\n' "$2" >"$1.holder"
 : >"$1.beat"
