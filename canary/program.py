@@ -124,11 +124,10 @@ def _own_process(t) -> pulumi.ProviderResource | None:
     if not t.name:
         return None  # one droplet: the default provider, as before
     config = {}
-    for key in PROVIDER_CONFIG_KEYS:
-        value = get_config(f"{NAMESPACE}:{key}")
+    for full in (f"{NAMESPACE}:{key}" for key in PROVIDER_CONFIG_KEYS):
+        value = get_config(full)
         if value is not None:
-            config[f"{NAMESPACE}:{key}"] = pulumi.Output.secret(value) if is_config_secret(
-                f"{NAMESPACE}:{key}") else value
+            config[full] = pulumi.Output.secret(value) if is_config_secret(full) else value
     return pulumi.ProviderResource("pulumi-python", docker_resources.named("dynamic", t), config)
 
 
