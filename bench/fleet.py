@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from bench.overhead import engine_event
 from tests.e2e.harness import Deployment, reset_host, sh, testhost_turn
 from tests.e2e.test_fleet_hosts import FLEET, address, fleet_reset, host_key_file
 
@@ -72,10 +73,10 @@ def promotion(tmp: Path, size: int) -> dict:
     d.stack.remove_config("canary:ssh_host_key_file")
     d.up()
     d.set(image_tag="v2")
-    events: list[tuple[float, str, str]] = []
+    events: list[tuple[float, dict]] = []
     with Users(list(range(1, size + 1))) as users:
         start, busy = time.monotonic(), _cpu_busy()
-        d.up(on_event=lambda e: events.append((time.monotonic() - start, *_event(e))))
+        d.up(on_event=lambda e: events.append((time.monotonic() - start, engine_event(e))))
         wall, cpu = time.monotonic() - start, _cpu_busy() - busy
     o = d.outputs()
     if not all(h["production_image"] == "canary-demo:v2" for h in o["hosts"].values()):
@@ -94,24 +95,16 @@ def _cpu_busy() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _event(e) -> tuple[str, str]:
-    """(kind, resource name) of an engine event: its start or end of a step."""
-    for kind in ("resource_pre_event", "res_outputs_event", "res_op_failed_event"):
-        ev = getattr(e, kind, None)
-        if ev is not None:
-            return kind, ev.metadata.urn.rsplit("::", 1)[-1]
-    return "", ""
-
-
-def spans(events: list[tuple[float, str, str]]) -> list[tuple[str, float, float]]:
+def spans(events: list[tuple[float, dict]]) -> list[tuple[str, float, float]]:
     """(resource, start, end) of every step that took time, from the engine's events, in
     the order they started: where the update's time went."""
     began: dict[str, float] = {}
     out = []
-    for t, kind, name in events:
+    for t, e in events:
+        kind, name = e["kind"], e.get("urn", "").rsplit("::", 1)[-1]
         if kind == "resource_pre_event":
             began[name] = t
-        elif kind and name in began:
+        elif kind in ("res_outputs_event", "res_op_failed_event") and name in began:
             out.append((name, began.pop(name), t))
     return sorted((s for s in out if s[2] - s[1] >= 0.05), key=lambda s: s[1])
 

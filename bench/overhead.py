@@ -62,7 +62,7 @@ def promotion(tmp: Path, load: bool = True) -> timeline.Run:
     events: list[tuple[float, dict]] = []
 
     def on_event(e: auto.EngineEvent) -> None:
-        events.append((time.time(), _event(e)))
+        events.append((time.time(), engine_event(e)))
 
     with (live.Wrk() if load else _nothing()) as users:
         start = time.time()
@@ -81,7 +81,7 @@ def _nothing():
     yield None
 
 
-def _event(e: auto.EngineEvent) -> dict:
+def engine_event(e: auto.EngineEvent) -> dict:
     """The few fields of an engine event the timeline reads."""
     for kind in ("resource_pre_event", "res_outputs_event", "res_op_failed_event"):
         ev = getattr(e, kind, None)
