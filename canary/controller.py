@@ -26,6 +26,7 @@ import getpass
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -45,9 +46,10 @@ from .status import OUTPUT_KEYS, ReleaseStatus
 
 # An app that answers its health path with errors this long (s) is not "starting".
 BAD_ANSWERS_GRACE = 15
-# Health waits probe this often (s): an app is promoted the moment it answers. Whether its
-# container still runs is asked less often (a remote command each time).
-POLL_EVERY = 0.2
+# Health waits probe this often (s): an app is promoted the moment it answers. Often for
+# the first seconds (most apps are up by then), then less (Odoo may take a minute). Whether
+# its container still runs is asked less often (a remote command each time).
+POLL_FAST, POLL_SLOW, FAST_FOR = 0.05, 0.25, 5.0
 INSPECT_EVERY = 1.0
 # Seconds from SIGTERM to SIGKILL for a container nginx no longer sends requests to (its
 # old workers drained): an app that ignores SIGTERM does not hold the release up.
@@ -111,6 +113,7 @@ class Controller:
         # Analysis reports (JSON + HTML) go here, on the machine running Pulumi.
         self.report_dir = os.environ.get("CANARY_REPORT_DIR", "reports") if report_dir is None else report_dir
         self.clock, self.sleep = clock, sleep
+        self._reports: list[threading.Thread] = []  # report writers still at work
         self.steps: dict[str, Callable[[P.Action, HostState, P.Observed], None]] = {
             P.NOOP: self._noop, P.BLOCKED: self._blocked, P.DEPLOY: self._deploy,
             P.RESTORE: self._restore, P.HALT: self._halt, P.CLEANUP: self._cleanup,
@@ -170,6 +173,12 @@ class Controller:
     # -- the update -------------------------------------------------------------------
     def reconcile(self, recorded: dict, then: Optional[Callable[[], None]] = None) -> ReleaseStatus:
         holder = f"stack {self.spec.stack} ({getpass.getuser()}@{socket.gethostname()}) since {time.strftime('%H:%M:%S')}"
+        try:
+            return self._reconcile(recorded, holder, then)
+        finally:
+            self._reports_written()
+
+    def _reconcile(self, recorded: dict, holder: str, then: Optional[Callable[[], None]]) -> ReleaseStatus:
         with self.ops.lock(holder):
             self.status = ReleaseStatus.from_outputs(self.journaled(recorded))
             h = self.observe()
@@ -494,7 +503,7 @@ class Controller:
                             f"rate, threshold {threshold:g}%) in {now - start:.0f}s; last answer: {last}")
                 if probes == 1:
                     self.log(f"waiting for {name} to answer its health check ({last})")
-                self.sleep(POLL_EVERY)
+                self.sleep(POLL_FAST if now - start < FAST_FOR else POLL_SLOW)
 
     def _check_port(self, port: int, ours_there: bool) -> None:
         """Fails when something else holds `port`. `ours_there`: our container of that
@@ -507,15 +516,27 @@ class Controller:
                               f"free it or choose another port in the stack config")
 
     def _report(self, summary: dict) -> None:
+        """Writes the analysis report while the release goes on (the page takes a few
+        tenths of a second to render); reconcile waits for it before it returns."""
         if not self.report_dir:
             return
-        try:
-            path = report.write(self.report_dir, self.spec.stack, self.spec.image, summary,
-                                outcome=summary["decision"],
-                                threshold=self.spec.analysis.thresholds.error_threshold)
-            self.log(f"analysis report: {path} (and .html)")
-        except Exception as err:  # a report is evidence for people: never a reason to fail the release
-            self.log(f"could not write the analysis report: {err}")
+
+        def write() -> None:
+            try:
+                path = report.write(self.report_dir, self.spec.stack, self.spec.image, summary,
+                                    outcome=summary["decision"],
+                                    threshold=self.spec.analysis.thresholds.error_threshold)
+                self.log(f"analysis report: {path} (and .html)")
+            except Exception as err:  # evidence for people: never a reason to fail the release
+                self.log(f"could not write the analysis report: {err}")
+        writer = threading.Thread(target=write, name="analysis report", daemon=True)
+        writer.start()
+        self._reports.append(writer)
+
+    def _reports_written(self) -> None:
+        for writer in self._reports:
+            writer.join()
+        self._reports.clear()
 
     def _best_effort(self, fn) -> None:
         try:

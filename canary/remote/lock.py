@@ -15,6 +15,7 @@ the same host and app cannot interleave their changes.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from typing import Optional
 import paramiko
 
 from ..errors import CanaryError
-from .ssh import Host
+from .ssh import OPEN_TIMEOUT, Host
 
 # $1 lock file, $2 holder line, $3 seconds to wait for the lock, $4 seconds without a
 # heartbeat after which the lock is released. bash: `read -t`. Taking a free lock forks
@@ -84,15 +85,16 @@ class HostLock:
                                        str(int(wait)), str(self.expire)], client=client)
         buf = b""
         deadline = time.monotonic() + wait + 30
-        while b"\n" not in buf and time.monotonic() < deadline:
-            if chan.recv_ready():
-                buf += chan.recv(4096)
-            elif chan.exit_status_ready() or chan.closed:
-                while chan.recv_ready():
-                    buf += chan.recv(4096)
+        while b"\n" not in buf and (left := deadline - time.monotonic()) > 0:
+            chan.settimeout(left)
+            try:
+                data = chan.recv(4096)
+            except socket.timeout:
                 break
-            else:
-                time.sleep(0.05)
+            if not data:  # the holder exited (busy) and said why, or the session ended
+                break
+            buf += data
+        chan.settimeout(OPEN_TIMEOUT)  # (heartbeats must not block forever either)
         line = buf.decode(errors="replace").split("\n", 1)[0].strip()
         if line != "LOCKED" and not line.startswith("LOCKED "):
             chan.close()
