@@ -277,7 +277,7 @@ class Controller:
         self._set_production(self.spec.revision)
 
     def _restore(self, action, h, o):
-        self._replace_production_behind_canary(_shown(h.canary))
+        self._replace_production_behind_canary(_shown(h.canary), h.production)
         self._record(Outcome.DONE, no_canary=True, message=f"production was not healthy: {self.spec.image} "
                                                            "restored behind the canary, which then was removed")
         self._set_production(self.spec.revision)
@@ -387,16 +387,17 @@ class Controller:
         if previous and previous != self.spec.revision:
             self._set(previous_revision=previous, previous_image=_shown(h.production) or _image_of(previous))
         self._journal("promoting")
-        self._replace_production_behind_canary(self.spec.image)
+        self._replace_production_behind_canary(self.spec.image, h.production)
         self._record(Outcome.DONE, no_canary=True, message=f"promoted {self.spec.image}: {reason}")
         self._set_production(self.spec.revision)
         self._journal("promoted")
         self.log(f"promoted {self.spec.image}; {self.status.previous_image or 'nothing'} before it")
         self.notify.send("promoted", self.status.message, self.status.analysis)
 
-    def _replace_production_behind_canary(self, canary_image: str) -> None:
+    def _replace_production_behind_canary(self, canary_image: str, production: Optional[Container]) -> None:
         """The running canary carries every request while production is replaced by the
-        desired revision; then traffic goes back to production and the canary goes."""
+        desired revision; then traffic goes back to production and the canary goes.
+        `production`: as this reconcile observed it under the host lock."""
         reason = self._unhealthy("canary")
         if reason:
             raise DeployError(f"the canary is not healthy ({reason}): production is left as it is")
@@ -405,7 +406,7 @@ class Controller:
         self._route_to_canary(100, canary_image)
         # 2. replace production once nginx stopped sending it traffic
         drained = self._drain()
-        self._remove_container(self.spec.app, drained)
+        self._remove_container(self.spec.app, drained, seen=production)
         try:
             self._start("production")
         except DeployError as err:

@@ -76,9 +76,10 @@ def _staging(path: str) -> str:
     return f"{STAGING}/{path.strip('/').replace('/', '_')}"
 
 
-def install(host: Host, path: str, content: str, mode: int = 0o644) -> None:
+def install(host: Host, path: str, content: str, mode: int = 0o644, make_staging: bool = True) -> None:
     staged = _staging(path)
-    host.run(["mkdir", "-p", STAGING])
+    if make_staging:
+        host.run(["mkdir", "-p", STAGING])
     host.write_file(staged, content, mode)
     _swap(host, path, staged)
 

@@ -44,12 +44,14 @@ class SshContainers:
 class NginxRouter:
     def __init__(self, host: Host, split_path: str):
         self.host, self.path = host, split_path
+        self.staging_made = False  # once per run (a round trip)
 
     def read(self) -> Optional[Split]:
         return nginx.read(self.host, self.path)
 
     def install(self, content: str, mode: int) -> None:
-        nginx.install(self.host, self.path, content, mode=mode)
+        nginx.install(self.host, self.path, content, mode=mode, make_staging=not self.staging_made)
+        self.staging_made = True
 
     def remove(self) -> None:
         nginx.remove(self.host, self.path)
