@@ -63,19 +63,21 @@ def main() -> None:
     # Per droplet: the image and volumes there, its nginx site, its release. A wave's
     # droplets run in parallel; a later wave waits on the outputs of the ones before it.
     releases: dict[str, Release] = {}
+    processes: dict[str, pulumi.ProviderResource | None] = {}
     for i, wave in enumerate(waves(list(targets), s.canary_hosts, s.wave_size)):
         earlier = list(releases.values())
         gate = entries(releases, s.canary_hosts) if i else None
         for name in wave:
-            releases[name] = _droplet(s, targets[name], docker_hosts[name], digest, dict(
+            releases[name], processes[name] = _droplet(s, targets[name], docker_hosts[name], digest, dict(
                 spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
                 planned=planned if not releases else "", host_name=name, gate=gate,
                 host_record=records.get(name) if s.is_fleet else None), earlier)
     all_releases = list(releases.values())
     release = all_releases[0]  # the (first) canary droplet's: the stack's headline outputs
     if s.is_fleet:
+        # (in the canary droplet's provider process, running by then: no process to start)
         Fleet("fleet", releases, s.canary_hosts, spec=spec, **env,
-              opts=pulumi.ResourceOptions(depends_on=all_releases))
+              opts=pulumi.ResourceOptions(depends_on=all_releases, provider=next(iter(processes.values()))))
         pulumi.export("hosts", {name: {k: getattr(r, k) for k in HOST_EXPORTS} for name, r in releases.items()})
     else:
         Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
@@ -99,10 +101,12 @@ def main() -> None:
 HOST_EXPORTS = ("phase", "production_image", "canary_weight", "message", "converged")
 
 
-def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list) -> Release:
+def _droplet(s, t, docker_host, digest: str, inputs: dict,
+             earlier: list) -> tuple[Release, pulumi.ProviderResource | None]:
     """One droplet's resources: the image and volumes on it, its nginx site (a remote
     command), and its release, which changes nothing before all of them are in place
-    (a failed pull changes nothing) and the droplets of earlier waves are done."""
+    (a failed pull changes nothing) and the droplets of earlier waves are done; and the
+    release's provider."""
     connection = command.remote.ConnectionArgs(
         host=t.host, port=t.port, user=t.user, host_key=t.host_key,
         private_key=pulumi.Output.secret(s.private_key), dial_error_limit=5)
@@ -111,16 +115,24 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list) -> Rel
         docker_resources.named("site", t), connection=connection,
         create=render.site_apply_script(s), delete=render.site_delete_script(s),
         opts=pulumi.ResourceOptions(depends_on=ready))
-    return Release(docker_resources.named("release", t), **inputs,
-                   opts=pulumi.ResourceOptions(depends_on=[site, *ready, *earlier], provider=_own_process(t)))
+    # (a later wave's provider process starts once the droplet's site is in place: the
+    # canary droplets' releases do not wait behind it, see _own_process)
+    process = _own_process(t, after=[] if inputs["gate"] is None else [site])
+    return Release(docker_resources.named("release", t), **inputs, opts=pulumi.ResourceOptions(
+        depends_on=[site, *ready, *earlier], provider=process)), process
 
 
-def _own_process(t) -> pulumi.ProviderResource | None:
+def _own_process(t, after: list) -> pulumi.ProviderResource | None:
     """A fleet droplet's release runs in a dynamic provider process of its own: one
     process serves at most 4 calls at a time (the SDK's gRPC pool) and its threads share
     one interpreter lock, so a shared one would run a wave of 5 droplets partly one
     after the other. An explicit provider gets no stack config of its own: it is given
-    the keys the release provider reads (secrets stay secret in the state)."""
+    the keys the release provider reads (secrets stay secret in the state).
+
+    The engine starts provider processes one at a time, about 0.3 s each, before it goes
+    on to any further step: six of them declared at once held every image step back by
+    1.7 s. So a canary droplet's starts first, a later droplet's once its steps `after`
+    are done: meanwhile the canary droplets' images and sites go on, and their releases."""
     if not t.name:
         return None  # one droplet: the default provider, as before
     config = {}
@@ -128,7 +140,8 @@ def _own_process(t) -> pulumi.ProviderResource | None:
         value = get_config(full)
         if value is not None:
             config[full] = pulumi.Output.secret(value) if is_config_secret(full) else value
-    return pulumi.ProviderResource("pulumi-python", docker_resources.named("dynamic", t), config)
+    return pulumi.ProviderResource("pulumi-python", docker_resources.named("dynamic", t), config,
+                                   opts=pulumi.ResourceOptions(depends_on=after))
 
 
 def _planned(spec: ReleaseSpec) -> pulumi.Output[str]:
