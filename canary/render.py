@@ -6,6 +6,7 @@ Pure functions of Settings: the same config always renders the same text, so
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shlex
@@ -13,17 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import jinja2
-
 from .config import FORCE_TOKEN_ALLOWED, FORCE_TOKEN_RE, Settings
 from .remote import STATE_DIR
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
+
+@functools.cache
+def _templates():
+    """The templates (jinja2 loads on first use: a provider process's first check and
+    diff, which the engine makes one droplet at a time, need none)."""
+    import jinja2
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
 
 # A second deployment of the same app waits this long, then gets a clear refusal.
 LOCK_WAIT_SECONDS = 10
@@ -73,7 +78,7 @@ class SplitSpec:
 
 
 def site_config(s: Settings) -> str:
-    return _env.get_template("site.conf.j2").render(
+    return _templates().get_template("site.conf.j2").render(
         **SplitSpec.from_settings(s).values(), listen_port=s.listen_port,
         server_name=s.server_name, access_log=s.access_log)
 
@@ -96,7 +101,7 @@ def split_config(spec: SplitSpec, weight: int, canary_image: str,
         raise ValueError(f"a split needs a weight from 1 to 100, not {weight}")
     if force_token and force_token != FORCE_TOKEN_PLACEHOLDER and not FORCE_TOKEN_RE.fullmatch(force_token):
         raise ValueError("canary:force_token is not allowed: " + FORCE_TOKEN_ALLOWED)  # never echoed
-    return _env.get_template("split.conf.j2").render(
+    return _templates().get_template("split.conf.j2").render(
         **spec.values(), weight=weight, canary_image=canary_image, routing=spec.routing,
         generation=generation(canary_image), token=force_token or "",
         allow=spec.force_allow)
@@ -110,7 +115,7 @@ def split_preview(s: Settings, weight: int) -> str:
 
 def _script(name: str, s: Settings, **values: str) -> str:
     quoted = {k: shlex.quote(v) for k, v in values.items()}
-    return _env.get_template(name).render(
+    return _templates().get_template(name).render(
         app=s.container_name, state_dir=STATE_DIR, lock_file=shlex.quote(lock_file(s.container_name)),
         backup_dir=shlex.quote(f"{STATE_DIR}/{s.container_name}"),
         lock_wait=LOCK_WAIT_SECONDS, site_path=shlex.quote(s.site_path),
