@@ -71,7 +71,7 @@ def main() -> None:
             releases[name], processes[name] = _droplet(s, targets[name], docker_hosts[name], digest, dict(
                 spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
                 planned=planned if not releases else "", host_name=name, gate=gate,
-                host_record=records.get(name) if s.is_fleet else None), earlier)
+                host_record=records.get(name)), earlier)
     all_releases = list(releases.values())
     release = all_releases[0]  # the (first) canary droplet's: the stack's headline outputs
     if s.is_fleet:

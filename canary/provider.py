@@ -210,9 +210,10 @@ class ReleaseProvider(ResourceProvider):
             th = spec.analysis.thresholds
             waiting = F.waiting_for(gate, th.error_threshold, th.min_requests)
             if waiting:
-                _say(f"{host_name}: {spec.image} {waiting}: changing nothing on this droplet")
-                status = ReleaseStatus.from_outputs(recorded).with_(message=f"{spec.image} {waiting}")
-                return self._outputs(spec, spec_inputs, status, f"{spec.image} {waiting}", host_name)
+                message = f"{spec.image} {waiting}"
+                _say(f"{host_name}: {message}: changing nothing on this droplet")
+                status = ReleaseStatus.from_outputs(recorded).with_(message=message)
+                return self._outputs(spec, spec_inputs, status, message, host_name)
             approved = "passed on the canary droplets " + ", ".join(e["name"] for e in gate)
             planned = f"replace production with {spec.image}: it {approved}"
         controller, host = self._controller(spec_inputs, host_name=host_name, approved=approved)
