@@ -109,6 +109,7 @@ class Controller:
         self.status = ReleaseStatus()
         self.kind = P.NOOP  # the action being carried out
         self.promoting = False
+        self.reverting_from: Optional[str] = None  # revert(): the fleet's failed revision
         self.production_problem: Optional[str] = None  # why production was not healthy
         # Analysis reports (JSON + HTML) go here, on the machine running Pulumi.
         self.report_dir = os.environ.get("CANARY_REPORT_DIR", "reports") if report_dir is None else report_dir
@@ -211,6 +212,9 @@ class Controller:
         def record_failure() -> None:
             self._set(phase=Phase.ROLLED_BACK, failed_revision=failed_revision, failed_image=failed_image,
                       failure_reason=reason, message=f"rolled back {failed_image}: {reason}")
+        # The failed revision never becomes "previous": the journal keeps the revision to
+        # go back to, so a rollback cut short (the CLI killed) is finished by the next up.
+        self.reverting_from = failed_revision
         return self.reconcile({}, then=record_failure)  # an instant rollback: plan.py's REPLACE
 
     def _check_ownership(self, h: HostState) -> None:
@@ -384,7 +388,7 @@ class Controller:
         # What production ran before, as observed on the host (adopted containers too),
         # is recorded (journal) before production is touched.
         previous = o.production_revision
-        if previous and previous != self.spec.revision:
+        if previous and previous not in (self.spec.revision, self.reverting_from):
             self._set(previous_revision=previous, previous_image=_shown(h.production) or _image_of(previous))
         self._journal("promoting")
         self._replace_production_behind_canary(self.spec.image, h.production)

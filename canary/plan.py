@@ -108,7 +108,7 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
         if has_canary:
             return Action(ABORT, reason="canary_percentage is 0: removing the canary")
         return Action(NOOP)
-    if d.revision == r.previous_revision and d.revision != o.canary_revision:
+    if d.revision == r.previous_revision:  # (a canary of it, left by one cut short, is reused)
         return Action(REPLACE, reason="instant rollback to the previous production revision")
     if d.steps == (100,):
         return Action(REPLACE, reason="canary_percentage is 100: promoting without analysis")

@@ -3,13 +3,17 @@ the next `pulumi up`; users of every droplet lose no request meanwhile."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 
 import requests
+from pulumi import automation as auto
 
 from bench.fleet import Users
-from tests.e2e.harness import sh
+from tests.e2e.harness import program_processes, sh
 from tests.e2e.test_fleet_hosts import FLEET, FLEET_DIR, HOSTS, address, out
 from tests.e2e.test_fleet_release import clean, fleet, fleet_stack, production  # noqa: F401  (fixtures)
 
@@ -68,3 +72,59 @@ def test_a_fleet_rollback_that_could_not_reach_a_droplet_is_finished_by_the_next
 
 def requests_text(n: int) -> str:
     return requests.get(f"http://{address(n)}:8088/", timeout=5).text.split(":")[0]
+
+
+def test_pulumi_up_killed_during_the_fleets_rollback_is_finished_by_the_next_up(clean, tmp_path):  # noqa: F811
+    hosts = clean
+    d = fleet_stack(tmp_path, wave_size="0")
+    d.up()
+    # web-3's v2 never becomes healthy: the fleet rolls web-1 and web-2 back, and the CLI
+    # is killed (with its plugins) in the middle of that.
+    v2 = out(hosts[3], "docker image inspect -f '{{.Id}}' canary-demo:v2").strip()
+    out(hosts[3], "docker tag canary-demo:broken canary-demo:v2")
+    d.set(image_tag="v2")
+    try:
+        with Users(list(HOSTS)) as users:
+            killed = _kill_cli_mid_rollback(d)
+            leftover = program_processes(d.project)
+            mid = [production(hosts[n])[0] for n in HOSTS]
+            d.cli("cancel", "--yes", check=False)
+            d.refresh()
+            try:
+                d.up()
+                second = ""
+            except auto.CommandError as err:
+                second = str(err)
+    finally:
+        out(hosts[3], f"docker tag {v2} canary-demo:v2")
+    after = [production(hosts[n])[0] for n in HOSTS]
+    served = {n: {requests_text(n) for _ in range(5)} for n in HOSTS}
+    canaries = [out(hosts[n], "docker ps -a -q --filter name=^/odoo-canary$").strip() for n in HOSTS]
+    print(f"production when the CLI was killed: {mid}; after the next up: {after}\n{second}")
+    record("pulumi up killed during a fleet's rollback", {
+        "the CLI was killed while the fleet rolled a droplet back": killed,
+        "no program or provider process of the killed run left": not leftover,
+        "the next up fails, naming web-3": "rolled back on web-3" in second,
+        "every droplet runs v1 again": after == ["canary-demo:v1"] * 3,
+        "every droplet serves v1": all(s == {"canary-demo v1"} for s in served.values()),
+        "no canary container left": canaries == ["", "", ""],
+    }, lost=users.failed)
+
+
+def _kill_cli_mid_rollback(d) -> bool:
+    """Runs `pulumi up` and SIGKILLs its process group once the fleet's rollback of a
+    droplet is under way (its temporary canary takes the traffic); whether it got there."""
+    cli = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--stack", "e2e", "--non-interactive"],
+                           cwd=d.project, env={**os.environ, **d.env}, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = False
+    deadline = time.monotonic() + 300
+    while not seen and time.monotonic() < deadline:
+        line = cli.stdout.readline()
+        if not line:
+            break
+        seen = "routing 100% of new clients" in line and ("web-1: " in line or "web-2: " in line)
+    os.killpg(cli.pid, signal.SIGKILL)
+    cli.wait()
+    time.sleep(3)
+    return seen
