@@ -425,3 +425,24 @@ def test_a_droplet_rolled_back_with_the_fleet_runs_its_previous_revision_and_blo
         Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="", clock=r.h.now,
                    sleep=r.h.sleep).reconcile(journaled)
     assert running(r.h) == {"odoo": "odoo-erp:v1"}
+
+
+@pytest.mark.parametrize("step", ["route:100", "stop:odoo", "run:odoo", "unroute", "stop:odoo-canary"])
+def test_a_fleet_revert_killed_anywhere_is_finished_by_the_retry_to_the_same_revision(step):
+    r = at_v1("v2")
+    r.up("v2")
+    failed = spec("v2").revision
+
+    def revert():
+        c = Controller(r.h.ops(), spec("v1"), r.lines.append, report_dir="", clock=r.h.now, sleep=r.h.sleep)
+        return c.revert(failed, "odoo-erp:v2", "rolled back with the fleet (web-3: unhealthy)")
+    r.h.failures[step] = Killed()
+    with pytest.raises(Killed):
+        revert()
+    # What the retry reads (refresh): the journal never names the failed revision as the previous one.
+    journaled = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="").journaled(r.outputs)
+    assert journaled["previous_revision"] != failed
+    reverted = revert()
+    assert running(r.h) == {"odoo": "odoo-erp:v1"} and r.h.split is None and not r.h.violations
+    assert (reverted.phase, reverted.failed_revision) == ("rolled_back", failed)
+    assert not any("analysing" in line for line in r.lines)  # straight back, no analysis

@@ -144,3 +144,9 @@ def test_healthy_production_with_canary_plans_as_before():
     o = P.Observed(production_revision=V1, production_running=True, canary_revision=V2,
                    canary_running=True, split_weight=10, production_healthy=True, canary_healthy=True)
     assert P.plan(desired(V1), P.Recorded(), o).kind == P.CLEANUP
+
+
+def test_an_instant_rollback_cut_short_reuses_the_running_canary_of_the_previous_revision():
+    r = P.Recorded(phase=P.PROMOTED, previous_revision=V1)
+    a = P.plan(desired(V1), r, host(prod=V2, canary=V1, split=100))
+    assert a.kind == P.REPLACE  # not analysed again
