@@ -75,16 +75,17 @@ def promotion(tmp: Path, size: int) -> dict:
     d.set(image_tag="v2")
     events: list[tuple[float, dict]] = []
     with Users(list(range(1, size + 1))) as users:
-        start, busy = time.monotonic(), _cpu_busy()
+        start, busy, cli, me = time.monotonic(), _cpu_busy(), _cpu_children(), _cpu_self()
         d.up(on_event=lambda e: events.append((time.monotonic() - start, engine_event(e))))
         wall, cpu = time.monotonic() - start, _cpu_busy() - busy
+        cli, me = _cpu_children() - cli, _cpu_self() - me
     o = d.outputs()
     if not all(h["production_image"] == "canary-demo:v2" for h in o["hosts"].values()):
         raise RuntimeError(f"the promotion did not reach every droplet: {o['hosts']}")
     d.destroy()
     return {"size": size, "wall": wall, "analysis": float(o["analysis"]["seconds"]),
             "requests": sum(users.statuses.values()), "failed": users.failed, "statuses": dict(users.statuses),
-            "spans": spans(events), "cpu": cpu}
+            "spans": spans(events), "cpu": cpu, "cli": cli, "users": me}
 
 
 def _cpu_busy() -> float:
@@ -93,6 +94,19 @@ def _cpu_busy() -> float:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle, iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_self() -> float:
+    """CPU seconds of this process so far: mostly the users' requests."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _cpu_children() -> float:
+    """CPU seconds of this process's finished children: the `pulumi` CLI of an update
+    with its plugins and provider processes (the controller's side of the work)."""
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def spans(events: list[tuple[float, dict]]) -> list[tuple[str, float, float]]:
@@ -119,13 +133,14 @@ def main() -> None:
         fleet_reset()
     base = runs[0]["wall"] - runs[0]["analysis"]
     print(f"  {'droplets':>8} {'wall s':>8} {'analysis s':>10} {'rest s':>8} {'rest / 1':>8} "
-          f"{'CPU s':>6} {'requests':>8} {'failed':>6}")
+          f"{'CPU s':>6} {'CLI s':>6} {'users s':>7} {'requests':>8} {'failed':>6}")
     for r in runs:
         rest = r["wall"] - r["analysis"]
         print(f"  {r['size']:>8} {r['wall']:>8.1f} {r['analysis']:>10.1f} {rest:>8.1f} {rest / base:>8.2f} "
-              f"{r['cpu']:>6.1f} {r['requests']:>8} {r['failed']:>6}" + (f"  {r['statuses']}" if r["failed"] else ""))
+              f"{r['cpu']:>6.1f} {r['cli']:>6.1f} {r['users']:>7.1f} {r['requests']:>8} {r['failed']:>6}" + (f"  {r['statuses']}" if r["failed"] else ""))
     print(f"  (CPU s: busy seconds of this machine's {os.cpu_count()} cores during the update, every local "
-          "droplet included)")
+          "droplet included; CLI s: of those, the `pulumi` CLI's with its plugins and providers; users s: the users' "
+          "requests')")
     for r in runs:
         print(f"  {r['size']} droplets, the update's steps (seconds from its start, those over 0.05 s):")
         for name, begin, end in r["spans"]:
