@@ -173,9 +173,8 @@ class Controller:
 
     # -- the update -------------------------------------------------------------------
     def reconcile(self, recorded: dict, then: Optional[Callable[[], None]] = None) -> ReleaseStatus:
-        holder = f"stack {self.spec.stack} ({getpass.getuser()}@{socket.gethostname()}) since {time.strftime('%H:%M:%S')}"
         try:
-            return self._reconcile(recorded, holder, then)
+            return self._reconcile(recorded, self._holder(), then)
         finally:
             self._reports_written()
 
@@ -216,6 +215,56 @@ class Controller:
         # go back to, so a rollback cut short (the CLI killed) is finished by the next up.
         self.reverting_from = failed_revision
         return self.reconcile({}, then=record_failure)  # an instant rollback: plan.py's REPLACE
+
+    # -- a fleet's later wave, before its gate opens (plan.stage) ----------------------
+    def stage(self) -> tuple[bool, str]:
+        """Starts the revision's container beside production, without traffic, while the
+        canary droplets analyse, where plan.stage says so: the droplet's release reuses it
+        once the gate opens, and then only moves traffic and replaces production. The
+        revision is keyed with the release's key, which the journal keeps (none yet: the
+        droplet's release never ran). (whether it is staged now, what was done, in words)
+        A container that fails to start is removed: the release meets the failure itself."""
+        with self.ops.lock(self._holder()):
+            entry = self._read_journal()
+            key = entry.get("revision_key") if entry.get("stack") == self.spec.stack else None
+            if not key:
+                return False, "nothing staged: the droplet's release has not run here yet"
+            self.spec = self.spec.keyed(key)
+            self.desired_revision = self.spec.revision
+            record = entry.get("record") if isinstance(entry.get("record"), dict) else {}
+            h = self.observe()
+            self._check_ownership(h)
+            d = P.Desired(revision=self.spec.revision, steps=self.spec.steps,
+                          auto_promote=self.spec.auto_promote, retry=self.spec.retry)
+            kind, why = P.stage(d, ReleaseStatus.from_outputs(record).recorded(), self.observed(h))
+            if kind != P.START:
+                return kind == P.KEEP, (f"{self.spec.image} staged: {why}" if kind == P.KEEP
+                                        else f"nothing staged: {why}")
+            self.log(f"{self.spec.image}: {why}")
+            try:
+                if h.canary is not None:  # a leftover of ours (ownership checked), without traffic
+                    self._remove_container(self.canary_name, drained=True, seen=h.canary)
+                self._check_port(self.spec.canary_port, ours_there=False)
+                self._start("canary")
+            except DeployError as err:
+                self._best_effort(lambda: self._remove_container(self.canary_name, drained=True))
+                return False, f"nothing staged: {err}"
+            return True, f"{self.spec.image} staged beside production, without traffic"
+
+    def unstage(self) -> str:
+        """Removes the container `stage` started when the gate did not open: a canary of
+        the revision while no split sends it traffic. Anything else is the release's."""
+        with self.ops.lock(self._holder()):
+            h = self.observe()
+            if h.canary is None or h.split is not None:
+                return ""
+            if self.spec.canonical(_revision(h.canary, self.spec, self.desired_revision)) != self.spec.revision:
+                return ""
+            self._remove_container(self.canary_name, drained=True, seen=h.canary)
+            return f"removed the {self.spec.image} container staged beside production"
+
+    def _holder(self) -> str:
+        return f"stack {self.spec.stack} ({getpass.getuser()}@{socket.gethostname()}) since {time.strftime('%H:%M:%S')}"
 
     def _check_ownership(self, h: HostState) -> None:
         for c in (h.production, h.canary):
@@ -570,6 +619,9 @@ class Controller:
     def _journal(self, step: str) -> None:
         entry = {"stack": self.spec.stack, "image": self.spec.image, "revision": self.spec.revision,
                  "step": step, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 # (a fleet's later wave stages the revision before its release runs: it
+                 # needs the key. The host holds the container env in the clear anyway.)
+                 "revision_key": self.spec.revision_key,
                  "record": redact.current().value(self.status.journal_record())}
         self.ops.journal.write(json.dumps(entry) + "\n")
 

@@ -22,6 +22,10 @@ promoted, as Flagger does for any change of a pod spec.
   promote   a held canary that passed its analysis (with auto_promote), or any held
             canary named by the one-off `promote` key: promote it, no new analysis
   analyse   start (or keep) a canary of the revision and analyse it at `steps`
+
+`stage` answers a question of its own for a droplet of a fleet's later wave while the
+canary droplets analyse: may the revision's container start there now, beside production
+and without traffic, so that its release, once the gate opens, only moves traffic?
 """
 
 from __future__ import annotations
@@ -134,3 +138,25 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
                       reason=f"held canary: analysing at {', '.join(map(str, remaining))}%")
     return Action(ANALYSE, steps=d.steps, reuse_canary=canary_up,
                   reason="resuming with the running canary" if canary_up else "new canary")
+
+
+START, KEEP, SKIP = "start", "keep", "skip"  # stage()'s answers
+
+
+def stage(d: Desired, r: Recorded, o: Observed) -> tuple[str, str]:
+    """(START | KEEP | SKIP, why) for a droplet of a later wave before its gate: START
+    only where its release would then replace production with the revision (a canary of
+    it started now is reused), and nothing routes traffic to a canary here (no split)."""
+    if o.production_revision is None or not o.production_running:
+        return SKIP, "no running production: its release deploys it"
+    if o.split_weight is not None:
+        return SKIP, "a traffic split is in place: its release decides what to do with it"
+    if d.revision == o.production_revision:
+        return SKIP, "production runs it already"
+    if d.revision == r.failed_revision and not d.retry:
+        return SKIP, "it was rolled back here before"
+    if d.steps == (0,):
+        return SKIP, "canary_percentage is 0"
+    if o.canary_revision == d.revision and o.canary_running:
+        return KEEP, "it runs beside production already"
+    return START, "starting it beside production, without traffic, while the canary droplets analyse"

@@ -20,6 +20,7 @@ from .fleet_resource import Fleet, entries
 from .provider import PROVIDER_CONFIG_KEYS, Release, Verdict
 from .remote import preflight
 from .spec import ReleaseSpec, digest_of
+from .stage_resource import Stage
 from .status import EXPORTED, RECORD_KEYS, ReleaseStatus
 
 NAMESPACE = "canary"
@@ -106,7 +107,8 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict,
     """One droplet's resources: the image and volumes on it, its nginx site (a remote
     command), and its release, which changes nothing before all of them are in place
     (a failed pull changes nothing) and the droplets of earlier waves are done; and the
-    release's provider."""
+    release's provider. A later wave's droplet also has a Stage, which starts its new
+    container without traffic while the canary droplets analyse (stage_resource.py)."""
     connection = command.remote.ConnectionArgs(
         host=t.host, port=t.port, user=t.user, host_key=t.host_key,
         private_key=pulumi.Output.secret(s.private_key), dial_error_limit=5)
@@ -118,8 +120,14 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict,
     # (a later wave's provider process starts once the droplet's site is in place: the
     # canary droplets' releases do not wait behind it, see _own_process)
     process = _own_process(t, after=[] if inputs["gate"] is None else [site])
+    after = [site, *ready, *earlier]
+    if inputs["gate"] is not None:  # a later wave: its new container starts meanwhile
+        stage = Stage(docker_resources.named("stage", t), host_name=t.name, spec=inputs["spec"], env=inputs["env"],
+                      canary_env=inputs["canary_env"], opts=pulumi.ResourceOptions(
+                          depends_on=[site, *ready], provider=process))
+        inputs, after = {**inputs, "staged": stage.staged}, [*after, stage]
     return Release(docker_resources.named("release", t), **inputs, opts=pulumi.ResourceOptions(
-        depends_on=[site, *ready, *earlier], provider=process)), process
+        depends_on=after, provider=process)), process
 
 
 def _own_process(t, after: list) -> pulumi.ProviderResource | None:

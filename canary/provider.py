@@ -211,7 +211,10 @@ class ReleaseProvider(ResourceProvider):
             waiting = F.waiting_for(gate, th.error_threshold, th.min_requests)
             if waiting:
                 message = f"{spec.image} {waiting}"
-                _say(f"{host_name}: {message}: changing nothing on this droplet")
+                _say(f"{host_name}: {message}: changing nothing on this droplet"
+                     + (" but the container staged for it" if props.get("staged") else ""))
+                if props.get("staged"):
+                    self._unstage(spec_inputs, host_name)
                 status = ReleaseStatus.from_outputs(recorded).with_(message=message)
                 return self._outputs(spec, spec_inputs, status, message, host_name)
             approved = "passed on the canary droplets " + ", ".join(e["name"] for e in gate)
@@ -222,6 +225,20 @@ class ReleaseProvider(ResourceProvider):
         finally:
             host.close()
         return self._outputs(spec, spec_inputs, status, planned, host_name)
+
+    def _unstage(self, spec_inputs: dict, host_name: str) -> None:
+        """Removes the container Stage started for a revision whose gate stays closed
+        (it carries no traffic; left there, the next release or cleanup removes it)."""
+        try:
+            controller, host = self._controller(spec_inputs, host_name=host_name)
+            try:
+                done = controller.unstage()
+            finally:
+                host.close()
+        except Exception as err:
+            done = f"could not remove the container staged for it: {redact.current().text(str(err))}"
+        if done:
+            _say(f"{host_name}: {done}")
 
     def _outputs(self, spec: ReleaseSpec, spec_inputs: dict, status: ReleaseStatus, planned: str,
                  host_name: str) -> dict:
@@ -305,7 +322,7 @@ class Release(Resource, module="canary", name="Release"):
                  environment: str, opts: Optional[pulumi.ResourceOptions] = None,
                  metric_command: pulumi.Input[Optional[str]] = None, planned: pulumi.Input[str] = "",
                  host_name: str = "", gate: pulumi.Input[Optional[list]] = None,
-                 host_record: Optional[dict] = None):
+                 host_record: Optional[dict] = None, staged: pulumi.Input[Optional[bool]] = None):
         # Its own URN, so its progress lines show under it (engine_log.py).
         log_urn = pulumi.create_urn(name, RELEASE_TYPE, parent=opts.parent if opts else None)
         outputs = {k: None for k in OUTPUT_KEYS}
@@ -320,7 +337,8 @@ class Release(Resource, module="canary", name="Release"):
                           "environment": environment, "image": None, "revision_key": None,
                           "converged": None, "desired_failed": None,
                           # a fleet's droplet (fleet.py); "" and None for the one canary:host
-                          "host_name": host_name, "gate": gate, "host_record": host_record},
+                          "host_name": host_name, "gate": gate, "host_record": host_record,
+                          "staged": staged},  # (stage_resource.py: a later wave's droplet)
                          opts)
 
 

@@ -446,3 +446,65 @@ def test_a_fleet_revert_killed_anywhere_is_finished_by_the_retry_to_the_same_rev
     assert running(r.h) == {"odoo": "odoo-erp:v1"} and r.h.split is None and not r.h.violations
     assert (reverted.phase, reverted.failed_revision) == ("rolled_back", failed)
     assert not any("analysing" in line for line in r.lines)  # straight back, no analysis
+
+
+# -- a later wave's droplet before its gate opens (stage_resource.py) ----------------------------
+def stager(r: Run, tag: str, **over) -> Controller:
+    """The Stage's controller: its spec comes without the release's revision key."""
+    values = {**BASE, "image_tag": tag, **over}
+    return Controller(r.h.ops(), ReleaseSpec.from_settings(load(values.get, "production")), r.lines.append,
+                      report_dir="", clock=r.h.now, sleep=r.h.sleep)
+
+
+def test_a_staged_container_carries_no_traffic_and_the_approved_release_reuses_it():
+    r = at_v1("v2")
+    staged, message = stager(r, "v2").stage()
+    assert staged and "staged beside production" in message, message
+    assert running(r.h) == {"odoo": "odoo-erp:v1", "odoo-canary": "odoo-erp:v2"} and r.h.split is None
+    # Staged again (a retried update): kept, not restarted.
+    r.h.events.clear()
+    assert stager(r, "v2").stage()[0] and not any(e.startswith(("run:", "stop:")) for e in r.h.events)
+    r.h.events.clear()
+    c = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="", clock=r.h.now, sleep=r.h.sleep,
+                   approved="passed on the canary droplets web-1")
+    out = c.reconcile(r.outputs).to_outputs()
+    assert out["phase"] == "promoted" and running(r.h) == {"odoo": "odoo-erp:v2"} and r.h.split is None
+    assert "run:odoo-canary" not in r.h.events and "run:odoo" in r.h.events  # one start after the gate
+    assert not r.h.violations
+
+
+def test_a_gate_that_stays_closed_removes_the_staged_container_and_nothing_else():
+    r = at_v1("v2")
+    assert stager(r, "v2").stage()[0]
+    assert "removed the odoo-erp:v2 container" in Controller(r.h.ops(), spec("v2"), r.lines.append,
+                                                             report_dir="").unstage()
+    assert running(r.h) == {"odoo": "odoo-erp:v1"} and r.h.split is None and not r.h.violations
+    # Nothing staged (or something else there): nothing to remove.
+    assert Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="").unstage() == ""
+
+
+@pytest.mark.parametrize("case", ["no key yet", "production runs it", "rolled back here", "unhealthy"])
+def test_nothing_is_staged_where_the_release_would_not_reuse_it(case):
+    r = at_v1("v2", v2="silent") if case == "unhealthy" else at_v1("v2")
+    if case == "no key yet":
+        r.h.journal_text = None
+    elif case == "production runs it":
+        r.up("v2")
+    elif case == "rolled back here":
+        Controller(r.h.ops(), spec("v1"), r.lines.append, report_dir="", clock=r.h.now,
+                   sleep=r.h.sleep).revert(spec("v2").revision, "odoo-erp:v2", "rolled back with the fleet")
+    before_ = running(r.h)
+    staged, message = stager(r, "v2").stage()
+    assert not staged and message.startswith("nothing staged"), message
+    assert running(r.h) == before_ and r.h.split is None and not r.h.violations
+
+
+def test_a_stage_killed_while_the_container_starts_is_taken_up_by_the_release():
+    r = at_v1("v2")
+    r.h.failures["run:odoo-canary"] = Killed()
+    with pytest.raises(Killed):
+        stager(r, "v2").stage()
+    c = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="", clock=r.h.now, sleep=r.h.sleep,
+                   approved="passed on the canary droplets web-1")
+    assert c.reconcile(r.outputs).to_outputs()["phase"] == "promoted"
+    assert running(r.h) == {"odoo": "odoo-erp:v2"} and r.h.split is None and not r.h.violations

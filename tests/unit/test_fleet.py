@@ -161,3 +161,32 @@ def test_a_droplet_of_a_later_wave_goes_to_the_revision_without_analysis():
     assert blocked.kind == P.BLOCKED and blocked.reason == "rolled back with the fleet"
     # ... and a droplet already there changes nothing
     assert P.plan(d, P.Recorded(), P.Observed("app:v2#a", True, None, False, None)).kind == P.NOOP
+
+
+# -- a later wave's droplet before its gate opens (Stage) --------------------------------------
+def _seen(production="app:v1#a", running=True, canary=None, canary_running=True, split=None) -> P.Observed:
+    return P.Observed(production_revision=production, production_running=running, canary_revision=canary,
+                      canary_running=bool(canary) and canary_running, split_weight=split)
+
+
+@pytest.mark.parametrize("r, o, steps, retry, answer", [
+    (P.Recorded(), _seen(), (10,), False, P.START),
+    (P.Recorded(), _seen(canary="app:v2#a"), (10,), False, P.KEEP),
+    (P.Recorded(), _seen(canary="app:v2#a", canary_running=False), (10,), False, P.START),
+    (P.Recorded(), _seen(canary="app:v0#a"), (10,), False, P.START),  # a leftover without traffic
+    (P.Recorded(), _seen(canary="app:v2#a", split=10), (10,), False, P.SKIP),  # traffic on it: the release's
+    (P.Recorded(), _seen(split=-1), (10,), False, P.SKIP),
+    (P.Recorded(), _seen(production=None), (10,), False, P.SKIP),
+    (P.Recorded(), _seen(running=False), (10,), False, P.SKIP),
+    (P.Recorded(), _seen(production="app:v2#a"), (10,), False, P.SKIP),
+    (P.Recorded(failed_revision="app:v2#a"), _seen(), (10,), False, P.SKIP),
+    (P.Recorded(failed_revision="app:v2#a"), _seen(), (10,), True, P.START),
+    (P.Recorded(), _seen(), (0,), False, P.SKIP),
+])
+def test_a_later_wave_stages_only_what_its_release_would_then_reuse(r, o, steps, retry, answer):
+    d = P.Desired(revision="app:v2#a", steps=steps, auto_promote=True, retry=retry)
+    assert P.stage(d, r, o)[0] == answer
+    if answer == P.START:  # ... and its release, approved, replaces production through it
+        approved = P.Desired(revision=d.revision, steps=steps, auto_promote=True, retry=retry, approved="passed")
+        staged = P.Observed(o.production_revision, True, d.revision, True, None, True, True)
+        assert P.plan(approved, r, staged).kind == P.REPLACE
