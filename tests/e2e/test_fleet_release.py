@@ -81,6 +81,14 @@ def test_the_canary_droplet_first_then_the_others_in_waves_hold_promote_refresh_
         assert "waiting for web-1" in hosts[name]["message"], hosts[name]
     assert production(fleet[2])[0] == production(fleet[3])[0] == "canary-demo:v1"
     assert "canary-demo v2" in served(1) and served(2) == served(3) == {"canary-demo v1"}
+    # Their v2 containers were started during the analysis, without traffic, and removed
+    # when the gate stayed closed.
+    log = "\n".join(d.log)
+    for name in ("web-2", "web-3"):
+        assert f"{name}: canary-demo:v2 staged beside production, without traffic" in log, log[-3000:]
+        assert f"{name}: removed the canary-demo:v2 container staged beside production" in log, log[-3000:]
+    for n in (2, 3):
+        assert out(fleet[n], "docker ps -a --format '{{.Names}}'").split() == ["odoo"], n
 
     # More traffic to the held canary: re-analysed at 25 % on the canary droplet only.
     d.set(canary_percentage="25")
@@ -95,6 +103,8 @@ def test_the_canary_droplet_first_then_the_others_in_waves_hold_promote_refresh_
     hosts = d.outputs()["hosts"]
     assert all(h["converged"] and h["production_image"] == "canary-demo:v2" for h in hosts.values()), hosts
     assert started_at(fleet[1]) < started_at(fleet[2]) < started_at(fleet[3])
+    # (web-3's container waited beside production from the start: its turn only moved traffic)
+    assert "web-3: canary-demo:v2 staged beside production, without traffic" in "\n".join(d.log)
     for n in HOSTS:
         assert served(n) == {"canary-demo v2"}, n
         assert out(fleet[n], "docker ps --format '{{.Names}}'").split() == ["odoo"]
@@ -128,6 +138,8 @@ def test_a_failure_on_any_droplet_rolls_back_every_droplet_that_runs_it(clean, t
         d.up()
     assert "rolled back on web-1" in str(err.value), str(err.value)[-2000:]
     assert {n: production(h) for n, h in fleet.items()} == before
+    for n, h in fleet.items():  # nothing staged for it is left either
+        assert out(h, "docker ps -a --format '{{.Names}}'").split() == ["odoo"], n
 
     # A later wave fails (web-3's v2 is broken): web-1 and web-2, which run v2 by then,
     # go back to v1, and the update fails naming them.
