@@ -45,11 +45,13 @@ class Wrk:
         v = [float(x) for x in m.groups()]
         self.requests, self.seconds = int(v[0]), v[1]
         self.errors = int(sum(v[2:]))
+        kinds = zip(("non-2xx", "connect", "read", "write", "timeout"), v[2:])
+        self.kinds = ", ".join(f"{int(n)} {k}" for k, n in kinds if n)
         self.rate = self.requests / max(self.seconds, 1e-9)
 
     def line(self, what: str) -> str:
         return (f"{what:52} {self.requests:7d} requests at {self.rate:5.0f}/s, "
-                f"{self.errors} non-2xx or connection errors")
+                f"{self.errors} non-2xx or connection errors" + (f" ({self.kinds})" if self.kinds else ""))
 
 
 def deployment(workdir: Path, **config) -> Deployment:

@@ -66,6 +66,16 @@ def busy_message(path: str, line: str, waited: float) -> str:
     return f"could not take the host lock {path}: {line or 'no answer'}"
 
 
+def answer_line(buf: bytes) -> Optional[str]:
+    """The holder script's LOCKED/BUSY line in what the session printed so far, or None.
+    Lines before it (a login shell's rc files, a motd printer) are not ours: skipped."""
+    for raw in buf.split(b"\n")[:-1]:  # complete lines only
+        line = raw.decode(errors="replace").strip()
+        if line == "LOCKED" or line.startswith(("LOCKED ", "BUSY")):
+            return line
+    return None
+
+
 class HostLock:
     def __init__(self, host: Host, path: str, holder: str, wait_seconds: int = 60,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS, expire_seconds: int = EXPIRE_SECONDS):
@@ -81,11 +91,13 @@ class HostLock:
     # -- taking it ------------------------------------------------------------------------
     def _take(self, wait: float, client: Optional[paramiko.SSHClient] = None) -> tuple[paramiko.Channel, str]:
         """Runs the holder; returns its channel and the previous holder line."""
-        chan = self.host.open_session(["bash", "-c", _HOLD, "bash", self.path, self.holder,
-                                       str(int(wait)), str(self.expire)], client=client)
+        # --norc --noprofile: bash run under sshd reads ~/.bashrc, which on many hosts
+        # starts tools (pyenv, nvm) that cost more than the lock itself.
+        chan = self.host.open_session(["bash", "--norc", "--noprofile", "-c", _HOLD, "bash", self.path,
+                                       self.holder, str(int(wait)), str(self.expire)], client=client)
         buf = b""
         deadline = time.monotonic() + wait + 30
-        while b"\n" not in buf and (left := deadline - time.monotonic()) > 0:
+        while answer_line(buf) is None and (left := deadline - time.monotonic()) > 0:
             chan.settimeout(left)
             try:
                 data = chan.recv(4096)
@@ -95,7 +107,9 @@ class HostLock:
                 break
             buf += data
         chan.settimeout(OPEN_TIMEOUT)  # (heartbeats must not block forever either)
-        line = buf.decode(errors="replace").split("\n", 1)[0].strip()
+        line = answer_line(buf)
+        if line is None:  # no answer: say what came instead (the session's own words)
+            line = buf.decode(errors="replace").strip()[-300:]
         if line != "LOCKED" and not line.startswith("LOCKED "):
             chan.close()
             raise HostBusy(busy_message(self.path, line, wait))

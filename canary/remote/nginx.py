@@ -31,18 +31,8 @@ if out=$(nginx -t 2>&1); then
         echo "$out" >&2
         exit 1
     fi
-    # `nginx -s reload` only signals the master: until it has told the old workers to
-    # shut down (some 0.1 s), they still accept requests with the previous file, and a
-    # drain check now would find none shutting down yet. Wait for that (at most 10 s).
-    end=$(( $(date +%s) + 10 ))
-    while [ -n "$old" ] && [ "$(date +%s)" -lt "$end" ]; do
-        # shellcheck disable=SC2086
-        plain=" $(pgrep $parent -x -f "nginx: worker process" | tr '\n' ' ') "
-        left=
-        for pid in $old; do case $plain in *" $pid "*) left="$left $pid" ;; esac; done
-        old=$left
-        [ -n "$old" ] && sleep 0.02
-    done
+    # Its workers before the reload, for a drain wait (wait_drained) that follows.
+    echo "$old"
     rm -f "$prev"
 else
     if [ -f "$prev" ]; then mv "$prev" "$f"; else rm -f "$f"; fi
@@ -53,15 +43,29 @@ fi
 '''
 
 # Old workers finish their in-flight requests after a graceful reload; wait for them.
-# Prints how many are still at it when the time is up (0: drained).
+# $1 seconds, $2 the workers before the reload ($2 of _INSTALL's output). `nginx -s
+# reload` only signals the master: until it has told those workers to shut down (some
+# 0.1 s), they still accept requests with the previous file and none shows as shutting
+# down yet, so that comes first (at most 10 s). Prints how many are still at it when the
+# time is up (0: drained).
 _WAIT_DRAINED = r'''
-end=$(( $(date +%s) + $1 ))
+told=$2
 master=$(cat /run/nginx.pid 2>/dev/null || true)
 case $master in ''|*[!0-9]*) parent= ;; *) parent="-P $master" ;; esac
-# shellcheck disable=SC2086 # $parent: this nginx's workers only (when its pid is known)
+settle=$(( $(date +%s) + 10 ))
+while [ -n "$told" ] && [ "$(date +%s)" -lt "$settle" ]; do
+    # shellcheck disable=SC2086 # $parent: this nginx's workers only (when its pid is known)
+    plain=" $(pgrep $parent -x -f "nginx: worker process" | tr '\n' ' ') "
+    left=
+    for pid in $told; do case $plain in *" $pid "*) left="$left $pid" ;; esac; done
+    told=$left
+    [ -n "$told" ] && sleep 0.02
+done
+end=$(( $(date +%s) + $1 ))
+# shellcheck disable=SC2086
 while n=$(pgrep -c $parent -f "nginx: worker process is shutting down"); do
     if [ "$(date +%s)" -ge "$end" ]; then echo "$n"; exit 0; fi
-    sleep 0.2
+    sleep 0.05
 done
 echo 0
 '''
@@ -76,23 +80,26 @@ def _staging(path: str) -> str:
     return f"{STAGING}/{path.strip('/').replace('/', '_')}"
 
 
-def install(host: Host, path: str, content: str, mode: int = 0o644, make_staging: bool = True) -> None:
+# install and remove return nginx's workers before the reload (pids, space-separated; ""
+# when unknown or nothing changed): a drain wait after the change takes them.
+def install(host: Host, path: str, content: str, mode: int = 0o644, make_staging: bool = True) -> str:
     staged = _staging(path)
     if make_staging:
         host.run(["mkdir", "-p", STAGING])
     host.write_file(staged, content, mode)
-    _swap(host, path, staged)
+    return _swap(host, path, staged)
 
 
-def remove(host: Host, path: str) -> None:
+def remove(host: Host, path: str) -> str:
     if read(host, path) is not None:
-        _swap(host, path, "")
+        return _swap(host, path, "")
+    return ""
 
 
-def _swap(host: Host, path: str, staged: str) -> None:
+def _swap(host: Host, path: str, staged: str) -> str:
     # The script makes the staging directory, which holds the previous file meanwhile.
     try:
-        host.sh(_INSTALL, path, staged, _staging(path) + ".prev")
+        return " ".join(host.sh(_INSTALL, path, staged, _staging(path) + ".prev").split())
     except RemoteError as err:
         raise RuntimeError(err.stderr.strip() or str(err)) from None
 
@@ -109,11 +116,12 @@ def parse(content: str) -> Split:
     return Split(weight=int(m.group(1)) if m else -1)
 
 
-def wait_drained(host: Host, timeout: float) -> bool:
-    """Waits up to `timeout` s for nginx's old workers to finish their requests. Whether
-    they did; when not, the log says how many were still busy and after how long."""
+def wait_drained(host: Host, timeout: float, reloaded: str = "") -> bool:
+    """Waits up to `timeout` s for nginx's old workers to finish their requests
+    (`reloaded`: the workers before the last reload, as install/remove returned them).
+    Whether they did; when not, the log says how many were still busy and after how long."""
     seconds = int(max(timeout, 0))
-    out = host.sh(_WAIT_DRAINED, str(seconds), timeout=timeout + 30).strip()
+    out = host.sh(_WAIT_DRAINED, str(seconds), reloaded, timeout=timeout + 40).strip()
     busy = int(out) if out.isdigit() else -1
     if busy == 0:
         return True

@@ -45,19 +45,22 @@ class NginxRouter:
     def __init__(self, host: Host, split_path: str):
         self.host, self.path = host, split_path
         self.staging_made = False  # once per run (a round trip)
+        self.reloaded = ""  # nginx's workers before our last reload, for the drain wait
 
     def read(self) -> Optional[Split]:
         return nginx.read(self.host, self.path)
 
     def install(self, content: str, mode: int) -> None:
-        nginx.install(self.host, self.path, content, mode=mode, make_staging=not self.staging_made)
+        self.reloaded = nginx.install(self.host, self.path, content, mode=mode,
+                                      make_staging=not self.staging_made)
         self.staging_made = True
 
     def remove(self) -> None:
-        nginx.remove(self.host, self.path)
+        self.reloaded = nginx.remove(self.host, self.path) or self.reloaded
 
     def wait_drained(self, timeout: float) -> bool:
-        return nginx.wait_drained(self.host, timeout)
+        reloaded, self.reloaded = self.reloaded, ""
+        return nginx.wait_drained(self.host, timeout, reloaded)
 
 
 class SshProber:

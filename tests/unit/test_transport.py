@@ -8,7 +8,7 @@ import time
 from canary import notify
 from canary.analysis.runner import app_session, unmeasured_logs
 from canary.analysis.verdict import CONTINUE, FAIL, INCONCLUSIVE, PASS, Verdict
-from canary.remote.lock import busy_message
+from canary.remote.lock import answer_line, busy_message
 from canary.remote.ssh import Host, Target
 
 
@@ -21,6 +21,14 @@ def test_busy_message_names_holder_and_ages():
 def test_busy_message_without_holder_file():
     assert "holder: unknown" in busy_message("/l", "BUSY 0 0", 5)
     assert "no answer" in busy_message("/l", "", 5)
+
+
+def test_lock_answer_skips_what_a_login_shell_printed_first():
+    assert answer_line(b"pyenv: warning\nWelcome!\nLOCKED stack a [1]\n") == "LOCKED stack a [1]"
+    assert answer_line(b"motd\nBUSY 3 1 stack b\n") == "BUSY 3 1 stack b"
+    assert answer_line(b"LOCKED\n") == "LOCKED"
+    assert answer_line(b"motd\nLOCKED stack a") is None  # not a whole line yet
+    assert answer_line(b"UNLOCKED\n") is None and answer_line(b"") is None
 
 
 def test_unmeasured_logs_turn_a_pass_into_inconclusive():
