@@ -65,14 +65,18 @@ def main() -> None:
     # droplets run in parallel; a later wave waits on the outputs of the ones before it.
     releases: dict[str, Release] = {}
     processes: dict[str, pulumi.ProviderResource | None] = {}
+    canary_steps: list = []  # the canary droplets' images and sites (see _own_process)
     for i, wave in enumerate(waves(list(targets), s.canary_hosts, s.wave_size)):
         earlier = list(releases.values())
         gate = entries(releases, s.canary_hosts) if i else None
         for name in wave:
-            releases[name], processes[name] = _droplet(s, targets[name], docker_hosts[name], digest, dict(
-                spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
-                planned=planned if not releases else "", host_name=name, gate=gate,
-                host_record=records.get(name)), earlier)
+            releases[name], processes[name], steps = _droplet(
+                s, targets[name], docker_hosts[name], digest, dict(
+                    spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
+                    planned=planned if not releases else "", host_name=name, gate=gate,
+                    host_record=records.get(name)), earlier, canary_steps)
+            if not i:
+                canary_steps += steps
     all_releases = list(releases.values())
     release = all_releases[0]  # the (first) canary droplet's: the stack's headline outputs
     if s.is_fleet:
@@ -102,13 +106,14 @@ def main() -> None:
 HOST_EXPORTS = ("phase", "production_image", "canary_weight", "message", "converged")
 
 
-def _droplet(s, t, docker_host, digest: str, inputs: dict,
-             earlier: list) -> tuple[Release, pulumi.ProviderResource | None]:
+def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list,
+             canary_steps: list) -> tuple[Release, pulumi.ProviderResource | None, list]:
     """One droplet's resources: the image and volumes on it, its nginx site (a remote
     command), and its release, which changes nothing before all of them are in place
     (a failed pull changes nothing) and the droplets of earlier waves are done; and the
     release's provider. A later wave's droplet also has a Stage, which starts its new
-    container without traffic while the canary droplets analyse (stage_resource.py)."""
+    container without traffic while the canary droplets analyse (stage_resource.py).
+    Returns the release, its provider, and the steps the release waits for here."""
     connection = command.remote.ConnectionArgs(
         host=t.host, port=t.port, user=t.user, host_key=t.host_key,
         private_key=pulumi.Output.secret(s.private_key), dial_error_limit=5)
@@ -117,9 +122,9 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict,
         docker_resources.named("site", t), connection=connection,
         create=render.site_apply_script(s), delete=render.site_delete_script(s),
         opts=pulumi.ResourceOptions(depends_on=ready))
-    # (a later wave's provider process starts once the droplet's site is in place: the
-    # canary droplets' releases do not wait behind it, see _own_process)
-    process = _own_process(t, after=[] if inputs["gate"] is None else [site])
+    # (a later wave's provider process starts once its site and the canary droplets'
+    # are in place: the canary droplets' releases do not wait behind it, see _own_process)
+    process = _own_process(t, after=[] if inputs["gate"] is None else [site, *canary_steps])
     after = [site, *ready, *earlier]
     if inputs["gate"] is not None:  # a later wave: its new container starts meanwhile
         stage = Stage(docker_resources.named("stage", t), host_name=t.name, spec=inputs["spec"], env=inputs["env"],
@@ -127,7 +132,7 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict,
                           depends_on=[site, *ready], provider=process))
         inputs, after = {**inputs, "staged": stage.staged}, [*after, stage]
     return Release(docker_resources.named("release", t), **inputs, opts=pulumi.ResourceOptions(
-        depends_on=after, provider=process)), process
+        depends_on=after, provider=process)), process, [site, *ready]
 
 
 def _own_process(t, after: list) -> pulumi.ProviderResource | None:
@@ -140,7 +145,9 @@ def _own_process(t, after: list) -> pulumi.ProviderResource | None:
     The engine starts provider processes one at a time, about 0.3 s each, before it goes
     on to any further step: six of them declared at once held every image step back by
     1.7 s. So a canary droplet's starts first, a later droplet's once its steps `after`
-    are done: meanwhile the canary droplets' images and sites go on, and their releases."""
+    are done: its own site and the canary droplets' images and sites, which is when the
+    canary droplets' releases are handed out (a later droplet's started as soon as its
+    own site was in place held the canary's release back by about 1 s on 6 droplets)."""
     if not t.name:
         return None  # one droplet: the default provider, as before
     config = {}
