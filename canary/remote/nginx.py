@@ -43,7 +43,7 @@ fi
 '''
 
 # Old workers finish their in-flight requests after a graceful reload; wait for them.
-# $1 seconds, $2 the workers before the reload ($2 of _INSTALL's output). `nginx -s
+# $1 seconds, $2 the workers before the reload (what _INSTALL printed). `nginx -s
 # reload` only signals the master: until it has told those workers to shut down (some
 # 0.1 s), they still accept requests with the previous file and none shows as shutting
 # down yet, so that comes first (at most 10 s). Prints how many are still at it when the
