@@ -16,7 +16,9 @@ import signal
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from pulumi import automation as auto
 
@@ -58,6 +60,19 @@ class Wrk:
                 f"{self.errors} non-2xx or connection errors" + (f" ({self.kinds})" if self.kinds else ""))
 
 
+@contextmanager
+def users() -> Iterator[tuple[Wrk, Wrk]]:
+    """The same users twice at once: on a new connection each, and on kept-alive ones."""
+    with Wrk() as new, Wrk(keepalive=True) as kept:
+        yield new, kept
+
+
+def report(what: str, both: tuple[Wrk, Wrk]) -> None:
+    new, kept = both
+    print(new.line(what))
+    print(kept.line("  the same, users on kept-alive connections"))
+
+
 def deployment(workdir: Path, **config) -> Deployment:
     reset_host()
     d = Deployment(workdir, config={"monitoring_duration": "20s", "check_interval": "5s",
@@ -82,51 +97,46 @@ def zero_drop(tmp: Path) -> None:
     # Baseline: nginx itself. A graceful reload closes the old workers' idle kept-alive
     # connections, racing a client's next request on one (wrk counts a read error and
     # does not send it again). A promotion reloads 3 times, a rollback twice.
-    with Wrk() as w, Wrk(keepalive=True) as k:
+    with users() as u:
         for _ in range(3):
             sh("nginx -s reload")
             time.sleep(3)
-    print(w.line("baseline: 3 graceful nginx reloads, nothing else"))
-    print(k.line("  the same, users on kept-alive connections"))
+    report("baseline: 3 graceful nginx reloads, nothing else", u)
     d.set(image_tag="v2")
-    with Wrk() as w, Wrk(keepalive=True) as k:
+    with users() as u:
         start = time.monotonic()
         d.up()
         up_seconds = time.monotonic() - start
-    print(w.line("project: promotion v1 -> v2 (pulumi up)"))
-    print(k.line("  the same, users on kept-alive connections"))
+    report("project: promotion v1 -> v2 (pulumi up)", u)
     analysis = d.outputs()["analysis"]["seconds"]
     start = time.monotonic()
     d.preview()
     preview_seconds = time.monotonic() - start
 
     d.set(image_tag="slow")  # fails on latency; its own answers are not errors
-    with Wrk() as w, Wrk(keepalive=True) as k:
+    with users() as u:
         try:
             d.up()
         except auto.CommandError:
             pass  # rolled back, as it should
-    print(w.line("project: rollback of a slow canary (pulumi up)"))
-    print(k.line("  the same, users on kept-alive connections"))
+    report("project: rollback of a slow canary (pulumi up)", u)
 
     # The guide's sequences, by hand, from the same starting points.
     d = deployment(tmp / "b")
     d.up()
     d.set(image_tag="v2", auto_promote="false")
     d.up()  # holding: v1 in production, v2 canary at 10 %
-    with Wrk() as w, Wrk(keepalive=True) as k:
+    with users() as u:
         sh(GUIDE_PROMOTE)
         time.sleep(8)
-    print(w.line("guide: promotion (stop stable, start new, drop split)"))
-    print(k.line("  the same, users on kept-alive connections"))
+    report("guide: promotion (stop stable, start new, drop split)", u)
     d = deployment(tmp / "c")
     d.up()
     d.set(image_tag="v2", auto_promote="false")
     d.up()
-    with Wrk() as w, Wrk(keepalive=True) as k:
+    with users() as u:
         sh(GUIDE_ROLLBACK)
-    print(w.line("guide: rollback (stop canary, drop split)"))
-    print(k.line("  the same, users on kept-alive connections"))
+    report("guide: rollback (stop canary, drop split)", u)
     print(f"\nOverhead: pulumi up of the promotion took {up_seconds:.1f}s, of which {analysis:.1f}s "
           f"analysis (configured 20s): {up_seconds - analysis:.1f}s for everything else "
           "(two container starts of 3 s each, drains, nginx reloads)")
