@@ -95,10 +95,13 @@ class Controller:
                  revision: Optional[str] = None, notifier: Optional[Notifier] = None,
                  force_token: str = "", report_dir: Optional[str] = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 approved: str = ""):
+                 approved: str = "", promoted_by: str = ""):
         self.ops, self.spec, self.log = ops, spec, log
         # A droplet of a later wave: the revision passed on the canary droplets (plan.Desired).
         self.approved = approved
+        # A fleet's canary droplet: the step that promotes a canary that passed (the update
+        # ends at the verdict here, which lets the later waves go: promotion_resource.py).
+        self.promoted_by = promoted_by
         # canary:force_token from the stack config (not a spec input: never in the state);
         # it reaches the host only inside the split file, written mode 600.
         self.force_token = force_token
@@ -359,7 +362,7 @@ class Controller:
         self._promote_running_canary(h, o, reason=action.reason)
 
     def _promote(self, action, h, o):
-        self._promote_running_canary(h, o, reason=action.reason)
+        self._promote_or_pass_on(h, o, reason=action.reason)
 
     def _route(self, action, h, o):
         weight = action.steps[0]
@@ -394,7 +397,7 @@ class Controller:
             self._set(passed_weight=passed)
             self.log(f"passed at {weight}%: {result.verdict.reason}")
         if self.spec.auto_promote:
-            self._promote_running_canary(h, o, reason=f"passed its analysis at {passed}%")
+            self._promote_or_pass_on(h, o, reason=f"passed its analysis at {passed}%")
         else:
             self._record(Outcome.HELD, message=f"holding {self.spec.image} at {passed}% for manual "
                                                "promotion (auto_promote is false)")
@@ -431,6 +434,14 @@ class Controller:
             self._report(self.status.analysis)  # a canary that never started has a report too
             self._rollback(str(err))
             return False
+
+    def _promote_or_pass_on(self, h: HostState, o: P.Observed, reason: str) -> None:
+        if not self.promoted_by:
+            self._promote_running_canary(h, o, reason)
+            return
+        # The canary holds its share until the promote step, which finds it passed (plan.py).
+        self._record(Outcome.PASSED, message=f"holding {self.spec.image} for {self.promoted_by}: {reason}")
+        self.log(f"{self.spec.image}: {reason}; the later waves may go, {self.promoted_by} promotes it here")
 
     def _promote_running_canary(self, h: HostState, o: P.Observed, reason: str) -> None:
         self.log(f"promoting {self.spec.image}: {reason}")

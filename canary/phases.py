@@ -32,6 +32,7 @@ class Outcome(str, Enum):
     DONE = "done"                  # the action did what it was planned to do
     IN_SYNC = "in_sync"            # noop: production already runs the desired revision
     HELD = "held"                  # the canary passed; held for a person to promote
+    PASSED = "passed"              # the canary passed; the fleet's promote step promotes it
     INCONCLUSIVE = "inconclusive"  # the analysis could not decide: held
     FAILED = "failed"              # the canary failed (to start, or its analysis): rolled back
     CANARY_GONE = "canary_gone"    # refresh: no canary and no split on the host
@@ -61,6 +62,10 @@ TABLE: dict[tuple[Optional[Phase], str, Outcome], Optional[Phase]] = {
     (ANY, "replace", Outcome.FAILED): Phase.ROLLED_BACK,  # its temporary canary did not start
     (ANY, "analyse", Outcome.DONE): Phase.PROMOTED,
     (ANY, "analyse", Outcome.HELD): Phase.HOLDING,
+    # a fleet's canary droplet: the verdict opens the later waves' gate, and the droplet's
+    # promote step (promotion_resource.py) promotes the canary, which holds until then
+    (ANY, "analyse", Outcome.PASSED): Phase.HOLDING,
+    (ANY, "promote", Outcome.PASSED): KEEP,
     (ANY, "analyse", Outcome.INCONCLUSIVE): Phase.INCONCLUSIVE,
     (ANY, "analyse", Outcome.FAILED): Phase.ROLLED_BACK,
     # refresh: a held canary that is gone was aborted by hand; a canary the stack did

@@ -140,6 +140,16 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
                   reason="resuming with the running canary" if canary_up else "new canary")
 
 
+def due_for_promotion(d: Desired, r: Recorded) -> bool:
+    """Whether the recorded canary is one plan() promotes once it still runs: a held
+    canary of the revision that passed at its final weight with auto_promote, or one a
+    person promotes. A fleet's later waves go as soon as their canary droplets say so
+    (fleet.py), while those droplets' own promotion is still under way."""
+    if r.canary_revision != d.revision or r.phase not in HELD_PHASES:
+        return False
+    return d.promote or (d.auto_promote and r.phase == HOLDING and r.passed_weight >= d.steps[-1])
+
+
 START, KEEP, SKIP = "start", "keep", "skip"  # stage()'s answers
 
 

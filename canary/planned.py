@@ -27,11 +27,14 @@ def _weights(steps: tuple[int, ...]) -> str:
     return ", ".join(f"{w}%" for w in steps)
 
 
+def desired(spec: ReleaseSpec) -> P.Desired:
+    return P.Desired(revision=spec.revision, steps=spec.steps, auto_promote=spec.auto_promote,
+                     retry=spec.retry, promote=spec.promote)
+
+
 def action_for(spec: ReleaseSpec, status: ReleaseStatus) -> P.Action:
     """plan.py's answer with the record standing in for the host."""
-    d = P.Desired(revision=spec.revision, steps=spec.steps, auto_promote=spec.auto_promote,
-                  retry=spec.retry, promote=spec.promote)
-    return P.plan(d, status.recorded(), status.as_observed())
+    return P.plan(desired(spec), status.recorded(), status.as_observed())
 
 
 def describe(spec: ReleaseSpec, status: Optional[ReleaseStatus]) -> str:

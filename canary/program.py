@@ -17,6 +17,7 @@ from .config_fields import SECRET_KEYS, decoded
 from .fleet import waves
 from .planned import describe
 from .fleet_resource import Fleet, entries
+from .promotion_resource import Promotion
 from .provider import PROVIDER_CONFIG_KEYS, Release, Verdict
 from .remote import preflight
 from .spec import ReleaseSpec, digest_of
@@ -63,27 +64,37 @@ def main() -> None:
 
     # Per droplet: the image and volumes there, its nginx site, its release. A wave's
     # droplets run in parallel; a later wave waits on the outputs of the ones before it.
+    # With later waves, a canary droplet's release ends at the verdict, and a promote step
+    # of its own promotes it beside the later waves (promotion_resource.py).
+    in_waves = waves(list(targets), s.canary_hosts, s.wave_size)
     releases: dict[str, Release] = {}
+    final: dict[str, Release | Promotion] = {}  # what each droplet ends with (its outputs)
     processes: dict[str, pulumi.ProviderResource | None] = {}
     canary_steps: list = []  # the canary droplets' images and sites (see _own_process)
-    for i, wave in enumerate(waves(list(targets), s.canary_hosts, s.wave_size)):
+    for i, wave in enumerate(in_waves):
         earlier = list(releases.values())
         gate = entries(releases, s.canary_hosts) if i else None
         for name in wave:
-            releases[name], processes[name], steps = _droplet(
-                s, targets[name], docker_hosts[name], digest, dict(
-                    spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
-                    planned=planned if not releases else "", host_name=name, gate=gate,
-                    host_record=records.get(name)), earlier, canary_steps)
+            t = targets[name]
+            promoter = docker_resources.named("promote", t) if not i and len(in_waves) > 1 else ""
+            inputs = dict(spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
+                          planned=planned if not releases else "", host_name=name, gate=gate,
+                          host_record=records.get(name), promoted_by=promoter)
+            releases[name], processes[name], steps = _droplet(s, t, docker_hosts[name], digest, inputs, earlier,
+                                                              canary_steps)
+            final[name] = releases[name]
+            if promoter:
+                final[name] = Promotion(promoter, releases[name], spec=spec, **env, host_name=name,
+                                        metric_command=metric, opts=pulumi.ResourceOptions(provider=processes[name]))
             if not i:
                 canary_steps += steps
-    all_releases = list(releases.values())
-    release = all_releases[0]  # the (first) canary droplet's: the stack's headline outputs
+    release = next(iter(final.values()))  # the (first) canary droplet's: the stack's headline outputs
     if s.is_fleet:
         # (in the canary droplet's provider process, running by then: no process to start)
-        Fleet("fleet", releases, s.canary_hosts, spec=spec, **env,
-              opts=pulumi.ResourceOptions(depends_on=all_releases, provider=next(iter(processes.values()))))
-        pulumi.export("hosts", {name: {k: getattr(r, k) for k in HOST_EXPORTS} for name, r in releases.items()})
+        Fleet("fleet", final, s.canary_hosts, spec=spec, **env,
+              opts=pulumi.ResourceOptions(depends_on=[*releases.values(), *final.values()],
+                                          provider=next(iter(processes.values()))))
+        pulumi.export("hosts", {name: {k: getattr(r, k) for k in HOST_EXPORTS} for name, r in final.items()})
     else:
         Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
 
@@ -95,7 +106,7 @@ def main() -> None:
     pulumi.export("production_digest", release.production_revision.apply(digest_of))
     pulumi.export("previous_tag", release.previous_image.apply(_tag_of))
     # (a release with no change keeps its outputs: a preview shows its own words)
-    pulumi.export("planned", planned if pulumi.runtime.is_dry_run() else release.planned)
+    pulumi.export("planned", planned if pulumi.runtime.is_dry_run() else next(iter(releases.values())).planned)
     # What the next preview plans from (secret: it holds the stack's revision key).
     pulumi.export("release_record", pulumi.Output.secret(pulumi.Output.all(
         *[getattr(release, k) for k in RECORD_KEYS], release.revision_key).apply(

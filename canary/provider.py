@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import pulumi
 from pulumi.dynamic import (ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
                             ResourceProvider, UpdateResult)
+from pulumi.runtime.rpc import UNKNOWN
 
 from . import engine_log
 from . import fleet as F
@@ -43,7 +44,7 @@ from .config_fields import decoded
 from .engine_watch import exit_with_engine
 from .errors import CanaryError, DeployError, rolled_back_before
 from .phases import Phase
-from .planned import action_for, describe
+from .planned import action_for, describe, desired
 from .spec import ReleaseSpec, new_revision_key
 from .status import OUTPUT_KEYS, RECORD_KEYS, REVISION_KEYS, ReleaseStatus
 from .target import Target
@@ -82,10 +83,12 @@ def _public_spec(spec_inputs: dict) -> dict:
 
 
 # -- keyed revisions and masked secrets (see spec.py and redact.py) ----------------------------
-def _with_key(spec_inputs: dict, olds: dict) -> tuple[dict, dict]:
-    """The spec with the stack's revision key (a new one for a stack without), and the
-    recorded outputs with revisions of this spec recorded before the key in keyed form."""
-    spec_inputs = {**spec_inputs, "revision_key": olds.get("revision_key") or new_revision_key()}
+def _with_key(spec_inputs: dict, olds: dict, given: Any = None) -> tuple[dict, dict]:
+    """The spec with the stack's revision key (`given`: a promote step's, its release's; a
+    new one for a stack without), and the recorded outputs with revisions of this spec
+    recorded before the key in keyed form."""
+    key = given if isinstance(given, str) and given and given != UNKNOWN else olds.get("revision_key")
+    spec_inputs = {**spec_inputs, "revision_key": key or new_revision_key()}
     spec = ReleaseSpec.from_inputs(spec_inputs)
     return spec_inputs, {**olds, **{k: spec.canonical(olds[k]) for k in REVISION_KEYS if olds.get(k)}}
 
@@ -128,7 +131,9 @@ def _fleet_outputs(spec: ReleaseSpec, status: ReleaseStatus) -> dict:
     """What the droplets after this one (and Fleet) read of it: fleet.py's entry."""
     return {"converged": (status.production_revision == spec.revision and status.canary_revision is None
                           and status.production_running),
-            "desired_failed": status.phase == Phase.ROLLED_BACK and status.failed_revision == spec.revision}
+            "desired_failed": status.phase == Phase.ROLLED_BACK and status.failed_revision == spec.revision,
+            # (a canary droplet's release ends at the verdict: its promote step promotes it)
+            "passed": P.due_for_promotion(desired(spec), status.recorded())}
 
 
 def _planned(spec: ReleaseSpec, olds: dict) -> P.Action:
@@ -166,7 +171,7 @@ class ReleaseProvider(ResourceProvider):
         return self.targets[name]
 
     def _controller(self, spec_inputs: Any, revision: Optional[str] = None, host_name: str = "",
-                    approved: str = "") -> tuple[Controller, Host]:
+                    approved: str = "", promoted_by: str = "") -> tuple[Controller, Host]:
         # Imported here: a provider process's first calls (check, diff) stay quick, and
         # the engine makes those one resource at a time (a fleet's wave waits on them).
         from .controller import Controller
@@ -181,7 +186,7 @@ class ReleaseProvider(ResourceProvider):
         host = Host(target, log=_say)
         notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say), redactor)
         return Controller(over_ssh(host, spec), spec, _say, revision, notifier, self.force_token,
-                          approved=approved), host
+                          approved=approved, promoted_by=promoted_by), host
 
     @_reported
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
@@ -219,7 +224,8 @@ class ReleaseProvider(ResourceProvider):
                 return self._outputs(spec, spec_inputs, status, message, host_name)
             approved = "passed on the canary droplets " + ", ".join(e["name"] for e in gate)
             planned = f"replace production with {spec.image}: it {approved}"
-        controller, host = self._controller(spec_inputs, host_name=host_name, approved=approved)
+        controller, host = self._controller(spec_inputs, host_name=host_name, approved=approved,
+                                            promoted_by=props.get("promoted_by") or "")
         try:
             status = controller.reconcile(recorded)
         finally:
@@ -315,6 +321,7 @@ class Release(Resource, module="canary", name="Release"):
     planned: pulumi.Output[str]  # what the update sets out to do, in words
     converged: pulumi.Output[bool]  # production runs this update's revision, no canary (fleet.py)
     desired_failed: pulumi.Output[bool]  # this update's revision was rolled back here
+    passed: pulumi.Output[bool]  # a canary of it passed and is to be promoted (fleet.py)
     revision_key: pulumi.Output[str]
 
     def __init__(self, name: str, spec: pulumi.Input[dict], env: pulumi.Input[dict],
@@ -322,7 +329,8 @@ class Release(Resource, module="canary", name="Release"):
                  environment: str, opts: Optional[pulumi.ResourceOptions] = None,
                  metric_command: pulumi.Input[Optional[str]] = None, planned: pulumi.Input[str] = "",
                  host_name: str = "", gate: pulumi.Input[Optional[list]] = None,
-                 host_record: Optional[dict] = None, staged: pulumi.Input[Optional[bool]] = None):
+                 host_record: Optional[dict] = None, staged: pulumi.Input[Optional[bool]] = None,
+                 promoted_by: str = ""):
         # Its own URN, so its progress lines show under it (engine_log.py).
         log_urn = pulumi.create_urn(name, RELEASE_TYPE, parent=opts.parent if opts else None)
         outputs = {k: None for k in OUTPUT_KEYS}
@@ -335,10 +343,12 @@ class Release(Resource, module="canary", name="Release"):
                           # what this update will do, in words: preview shows it (an input)
                           "planned": planned, "log_urn": log_urn,
                           "environment": environment, "image": None, "revision_key": None,
-                          "converged": None, "desired_failed": None,
+                          "converged": None, "desired_failed": None, "passed": None,
                           # a fleet's droplet (fleet.py); "" and None for the one canary:host
                           "host_name": host_name, "gate": gate, "host_record": host_record,
-                          "staged": staged},  # (stage_resource.py: a later wave's droplet)
+                          "staged": staged,  # (stage_resource.py: a later wave's droplet)
+                          # a fleet's canary droplet: its promote step (promotion_resource.py)
+                          "promoted_by": promoted_by},
                          opts)
 
 

@@ -122,6 +122,53 @@ def test_a_held_canary_is_re_weighted_then_promoted_by_hand():
     assert not any(e.startswith("analyse") for e in r.h.events) and not r.h.violations
 
 
+def test_a_fleet_canary_droplet_ends_at_the_verdict_and_its_promote_step_promotes_it():
+    r = at_v1("v2")
+    c = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="", clock=r.h.now, sleep=r.h.sleep,
+                   promoted_by="promote-web-1")
+    out = c.reconcile(r.outputs).to_outputs()
+    # The canary passed and holds its share; nothing of production changed yet.
+    assert (out["phase"], out["canary_weight"], out["passed_weight"]) == ("holding", 10, 10)
+    assert out["message"] == "holding odoo-erp:v2 for promote-web-1: passed its analysis at 10%"
+    assert running(r.h) == {"odoo": "odoo-erp:v1", "odoo-canary": "odoo-erp:v2"} and r.h.weight == 10
+    assert "route:100" not in r.h.events and r.h.events[-1] == "journal:done"
+    # The promote step (the same config: auto_promote) finds it passed in the journal and
+    # promotes it without a second analysis, even from outputs that predate the verdict.
+    r.h.events.clear()
+    out = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir="", clock=r.h.now,
+                     sleep=r.h.sleep).reconcile(r.outputs).to_outputs()
+    assert (out["phase"], out["production_image"], out["previous_image"]) == ("promoted", "odoo-erp:v2", "odoo-erp:v1")
+    assert not any(e.startswith("analyse") for e in r.h.events) and "run:odoo-canary" not in r.h.events
+    assert running(r.h) == {"odoo": "odoo-erp:v2"} and r.h.split is None and not r.h.violations
+
+
+def test_a_fleet_canary_droplet_promoted_by_hand_passes_it_on_too():
+    r = at_v1("v2")
+    r.up("v2", auto_promote=False)
+    c = Controller(r.h.ops(), spec("v2", auto_promote=False, promote="v2"), r.lines.append, report_dir="",
+                   clock=r.h.now, sleep=r.h.sleep, promoted_by="promote-web-1")
+    out = c.reconcile(r.outputs).to_outputs()
+    assert out["phase"] == "holding" and "promoted by hand" in out["message"] and r.h.weight == 10
+    out = r.up("v2", auto_promote=False, promote="v2")
+    assert (out["phase"], out["production_image"]) == ("promoted", "odoo-erp:v2") and not r.h.violations
+
+
+def test_a_fleet_canary_droplet_still_rolls_back_and_replaces_by_itself():
+    r = at_v1("v2", "bad")
+    r.up("v2")
+
+    def release(tag: str):
+        return Controller(r.h.ops(), spec(tag), r.lines.append, report_dir="", clock=r.h.now, sleep=r.h.sleep,
+                          promoted_by="promote-web-1").reconcile(r.outputs)
+    # An instant rollback needs no verdict: the release goes all the way.
+    status = release("v1")
+    assert (status.phase, status.production_image) == ("promoted", "odoo-erp:v1")
+    r.outputs = status.to_outputs()
+    r.h.verdicts[10] = ("fail", "5xx 40% above 5%")
+    assert release("bad").phase == "rolled_back" and running(r.h) == {"odoo": "odoo-erp:v1"}
+    assert not r.h.violations
+
+
 def test_instant_rollback_to_the_previous_image_skips_the_analysis():
     r = at_v1("v2")
     r.up("v2")

@@ -190,3 +190,29 @@ def test_a_later_wave_stages_only_what_its_release_would_then_reuse(r, o, steps,
         approved = P.Desired(revision=d.revision, steps=steps, auto_promote=True, retry=retry, approved="passed")
         staged = P.Observed(o.production_revision, True, d.revision, True, None, True, True)
         assert P.plan(approved, r, staged).kind == P.REPLACE
+
+
+# -- a canary droplet's verdict opens the gate; its promote step promotes it ------------------
+def test_a_wave_goes_once_the_canary_droplet_passed_while_it_is_still_being_promoted():
+    assert F.waiting_for([entry("a", passed=True)]) is None
+    assert F.waiting_for([entry("a", passed=True), entry("b", True)]) is None
+    why = F.waiting_for([entry("a", passed=True), entry("b", message="holding app:v2 at 10%")])
+    assert why == "waiting for b (holding app:v2 at 10%)"
+    # Canary droplets that passed count in total, as converged ones do.
+    canaries = [entry(n, passed=True, canary=True, traffic=traffic(15, 3)) for n in ("a", "b")]
+    assert F.waiting_for(canaries, 5, 20).startswith("not promoted: the canary droplets a, b together")
+
+
+HELD = [P.HOLDING, P.INCONCLUSIVE, P.STABLE, P.PROMOTED, P.ROLLED_BACK]
+
+
+@pytest.mark.parametrize("phase", HELD)
+@pytest.mark.parametrize("passed_weight", [0, 10, 25])
+@pytest.mark.parametrize("auto_promote, promote", [(True, False), (False, False), (False, True), (True, True)])
+@pytest.mark.parametrize("canary", ["app:v2#a", "app:v0#a"])
+def test_a_promotion_is_due_exactly_where_plan_promotes_the_running_canary(phase, passed_weight, auto_promote,
+                                                                           promote, canary):
+    d = P.Desired(revision="app:v2#a", steps=(10, 25), auto_promote=auto_promote, retry=False, promote=promote)
+    r = P.Recorded(phase=phase, canary_revision=canary, canary_weight=25, passed_weight=passed_weight)
+    o = P.Observed("app:v1#a", True, canary, True, 25, True, True)
+    assert P.due_for_promotion(d, r) == (P.plan(d, r, o).kind == P.PROMOTE)

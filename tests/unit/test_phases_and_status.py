@@ -112,6 +112,27 @@ def test_a_blocked_revision_is_a_change_so_update_can_fail_with_the_reason():
     assert diff(olds, bad) is True
 
 
+def test_the_promote_step_changes_when_its_release_does_or_a_promotion_is_due():
+    from canary.promotion_resource import PromotionProvider
+    from pulumi.runtime.rpc import UNKNOWN
+    v2 = spec("v2")
+    promoted = _recorded(v2, phase=Phase.PROMOTED)
+    passed = {**promoted, "phase": "holding", "canary_revision": promoted["production_revision"], "passed": True}
+
+    def changes(release, olds_release, olds=promoted, news=v2):
+        return PromotionProvider().diff("promote-web-1", {**olds, "release": olds_release},
+                                        {**_props(news), "release": release}).changes
+    # Promoted already (its release's outputs still say "passed": they were saved before).
+    assert changes(passed, passed) is False
+    # The release passed it this update, or reported anything new, or will (a preview).
+    assert changes(passed, {**passed, "phase": "stable"}) is True
+    assert changes({**passed, "message": "rolled back"}, passed) is True
+    assert changes(UNKNOWN, passed) is True
+    # A promotion its release asked for and it has not carried out (a run cut short).
+    assert changes(passed, passed, olds={**promoted, "production_revision": "odoo-erp:v1#x"}) is True
+    assert changes(passed, passed, news=spec("v2", canary_percentage=25)) is True  # the spec changed
+
+
 def test_container_name_cannot_change():
     olds = _recorded(spec("v1"), phase=Phase.PROMOTED)
     with pytest.raises(Exception, match="container_name cannot change"):

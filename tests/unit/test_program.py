@@ -208,6 +208,30 @@ def test_a_fleet_is_resources_per_droplet_in_waves_and_one_fleet_verdict(run_pro
     assert [e["name"] for e in names["fleet"].inputs["hosts"]] == ["web-1", "web-2", "web-3"]
 
 
+def test_a_canary_droplet_with_later_waves_is_promoted_by_a_step_of_its_own(run_program, journals):
+    mocks = run_program(FLEET)
+    names = {r.name: r for r in mocks.resources}
+    # Its release ends at the verdict (which the later waves' gate reads); promote-web-1,
+    # after it and beside the later waves, promotes it with the release's revision key.
+    assert names["release-web-1"].inputs["promoted_by"] == "promote-web-1"
+    assert not names["release-web-2"].inputs.get("promoted_by")
+    promote = names["promote-web-1"]
+    assert promote.typ == "pulumi-python:dynamic/canary:Promotion"
+    assert promote.inputs["host_name"] == "web-1" and promote.inputs["release"]["phase"] == "promoted"
+    assert "pulumi:providers:pulumi-python::dynamic-web-1::" in promote.provider
+    assert not [n for n in names if n.startswith("promote-") and n != "promote-web-1"]
+    # The later waves' gate is the release's (its verdict); Fleet and the stack's outputs
+    # read web-1 from the promote step.
+    assert [e["name"] for e in names["release-web-2"].inputs["gate"]] == ["web-1"]
+    assert names["fleet"].inputs["hosts"][0]["name"] == "web-1"
+
+
+def test_a_fleet_of_canary_droplets_only_needs_no_promote_step(run_program, journals):
+    mocks = run_program({**FLEET, "canary_hosts": "3"})
+    names = {r.name for r in mocks.resources}
+    assert not [n for n in names if n.startswith("promote-")], names
+
+
 def test_a_droplet_that_cannot_be_reached_fails_the_fleet_before_any_resource(run_program, monkeypatch):
     from canary.remote import preflight
 
