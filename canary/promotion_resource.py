@@ -8,13 +8,13 @@ the held canary (plan.py: no second analysis). So a later wave replaces producti
 the canary droplet does, not after it: analysis and promotion as two steps, as Argo
 Rollouts has them.
 
-  - create()/update()  when the release says a promotion is due (its output `passed`):
-              the controller under the droplet's lock, which promotes the canary it finds
-              passed; otherwise nothing reaches the droplet, and what the release
-              reported is this step's outputs (a rollback, a hold, an instant rollback or
-              a deploy the release did itself).
-  - diff()    the spec changed, the release reported something new, or a promotion is due
-              that this step has not done.
+  - create()/update()  when the release passed a canary this step has not promoted (its
+              output `passed`): the controller under the droplet's lock, which promotes
+              the canary it finds passed. Otherwise nothing reaches the droplet, and what
+              the release reported is this step's outputs (a rollback, a hold, an instant
+              rollback or a deploy the release did by itself).
+  - diff()    the spec changed, a promotion is due, or (nothing passed) the release
+              reports another status than this step's.
   - read()    inspects the droplet (pulumi refresh), as the release does.
   - delete()  nothing: the release owns the droplet's containers and split file.
 
@@ -50,39 +50,50 @@ def _due(release: Any, olds: dict) -> bool:
 class PromotionProvider(ReleaseProvider):
     @_reported
     def create(self, props: dict) -> CreateResult:
-        return CreateResult(id_=f"promote-{props['host_name']}", outs=self._promote(props))
+        return CreateResult(id_=f"promote-{props['host_name']}", outs=self._promote(props, {}))
 
     @_reported
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:
         release = news.get("release")
-        changed = (not isinstance(release, dict)  # (a preview: the release changes first)
-                   or _public_spec(_spec_inputs(news)) != (olds.get("spec") or {})
-                   or release != olds.get("release") or _due(release, olds))
+        if not isinstance(release, dict):  # (a preview: the release changes first)
+            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+        if release.get("passed"):
+            changed = _due(release, olds)
+        else:  # what the release reports is this step's outputs
+            changed = _status(release) != _status(olds)
+        old_spec = olds.get("spec")
+        changed = changed or not old_spec or _public_spec(_spec_inputs(news)) != _public_spec(old_spec)
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     @_reported
     def update(self, id: str, olds: dict, news: dict) -> UpdateResult:
-        return UpdateResult(outs=self._promote(news))
+        return UpdateResult(outs=self._promote(news, olds))
 
     def delete(self, id: str, props: dict) -> None:
         pass  # the release removes the droplet's containers and split
 
-    def _promote(self, props: dict) -> dict:
+    def _promote(self, props: dict, olds: dict) -> dict:
         engine_log.attribute_to(props.get("log_urn"))
         name, release = props["host_name"], dict(props.get("release") or {})
         spec_inputs, _ = _with_key(_spec_inputs(props), {}, given=props.get("revision_key"))
         spec = ReleaseSpec.from_inputs(spec_inputs)
-        status = ReleaseStatus.from_outputs(release)
-        if release.get("passed"):
+        if _due(release, olds):
             controller, host = self._controller(spec_inputs, host_name=name)
             try:
                 status = controller.reconcile(release)
             finally:
                 host.close()
+        elif release.get("passed"):  # promoted by this step before
+            status = ReleaseStatus.from_outputs(olds)
         else:
+            status = ReleaseStatus.from_outputs(release)
             _say(f"{name}: nothing to promote ({status.message or status.phase})")
         # (the stack's `planned` words are its release's)
         return {**self._outputs(spec, spec_inputs, status, "", name), "release": props.get("release")}
+
+
+def _status(outputs: dict) -> dict:
+    return ReleaseStatus.from_outputs(outputs).to_outputs()
 
 
 class Promotion(Resource, module="canary", name="Promotion"):

@@ -17,8 +17,10 @@ Verdict fails `pulumi up`, with the reason, when the release's phase is rolled_b
 
 A fleet (canary:hosts) has a release per droplet (input `host_name`). A droplet of a
 later wave has a `gate` input, the outputs of the droplets before it: until they all run
-the revision it changes nothing; then it goes to the revision without analysis (see
-fleet.py). Its `host_record` input is the droplet's journal as the program read it: the
+the revision (or, a canary droplet, passed it) it changes nothing; then it goes to the
+revision without analysis (see fleet.py). A canary droplet with later waves has a
+`promoted_by` input: its update ends at the verdict, holding a canary that passed, and
+that promote step promotes it (promotion_resource.py). Its `host_record` input is the droplet's journal as the program read it: the
 diff then sees a droplet that was rolled back with the fleet (fleet_resource.py). A
 blocked droplet of a fleet does not fail: the Fleet resource does, after it finished any
 rollback an earlier run left undone.

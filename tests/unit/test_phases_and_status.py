@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from canary import plan as P
@@ -120,14 +122,16 @@ def test_the_promote_step_changes_when_its_release_does_or_a_promotion_is_due():
     passed = {**promoted, "phase": "holding", "canary_revision": promoted["production_revision"], "passed": True}
 
     def changes(release, olds_release, olds=promoted, news=v2):
-        return PromotionProvider().diff("promote-web-1", {**olds, "release": olds_release},
-                                        {**_props(news), "release": release}).changes
+        olds = json.loads(json.dumps({**olds, "release": olds_release}))  # (lists, as the engine gives them)
+        return PromotionProvider().diff("promote-web-1", olds, {**_props(news), "release": release}).changes
     # Promoted already (its release's outputs still say "passed": they were saved before).
     assert changes(passed, passed) is False
-    # The release passed it this update, or reported anything new, or will (a preview).
-    assert changes(passed, {**passed, "phase": "stable"}) is True
-    assert changes({**passed, "message": "rolled back"}, passed) is True
-    assert changes(UNKNOWN, passed) is True
+    # Nothing passed: the release's status is this step's, so a new one is a change (a
+    # rollback), the same one is none (both refreshed from the droplet).
+    rolled_back = {**promoted, "phase": "rolled_back", "failed_revision": "odoo-erp:v2#x", "passed": False}
+    assert changes(rolled_back, passed) is True
+    assert changes({**promoted, "passed": False}, passed) is False
+    assert changes(UNKNOWN, passed) is True  # a preview: its release changes first
     # A promotion its release asked for and it has not carried out (a run cut short).
     assert changes(passed, passed, olds={**promoted, "production_revision": "odoo-erp:v1#x"}) is True
     assert changes(passed, passed, news=spec("v2", canary_percentage=25)) is True  # the spec changed
