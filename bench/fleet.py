@@ -2,7 +2,8 @@
 
 The droplets are the local fleet's (testhost/fleet.sh: each its own sshd, nginx and
 Docker engine). The canary runs on the first droplet (one analysis step), then the
-others are promoted in one wave. Printed per fleet size: the update's wall time, the
+others are promoted in one wave. Twice: an app that listens at once, and one that takes
+3 s to listen, as Odoo does (every container start then waits for it). Printed per fleet size: the update's wall time, the
 analysis in it, the rest (wall minus analysis) and its ratio to one droplet's, the CPU
 seconds the machine was busy (the local droplets share its cores), and the requests
 users sent to every droplet meanwhile with how many failed; then each update's steps
@@ -26,6 +27,7 @@ from tests.e2e.harness import Deployment, reset_host, sh, testhost_turn
 from tests.e2e.test_fleet_hosts import FLEET, address, fleet_reset, host_key_file
 
 SIZES = (1, 3, 6)
+STARTUPS = ("0s", "3s")  # how long the app takes to listen
 
 
 class Users:
@@ -63,7 +65,7 @@ class Users:
         return sum(n for k, n in self.statuses.items() if k != 200)
 
 
-def promotion(tmp: Path, size: int) -> dict:
+def promotion(tmp: Path, size: int, startup: str) -> dict:
     fleet_reset()
     hosts = [{"name": f"web-{n}", "host": address(n), "ssh_host_key_file": str(host_key_file(n))}
              for n in range(1, size + 1)]
@@ -71,6 +73,7 @@ def promotion(tmp: Path, size: int) -> dict:
                    echo=False)
     d.stack.remove_config("canary:host")
     d.stack.remove_config("canary:ssh_host_key_file")
+    d.set_secret("env.STARTUP_DELAY", startup)
     d.up()
     d.set(image_tag="v2")
     events: list[tuple[float, dict]] = []
@@ -83,7 +86,7 @@ def promotion(tmp: Path, size: int) -> dict:
     if not all(h["production_image"] == "canary-demo:v2" for h in o["hosts"].values()):
         raise RuntimeError(f"the promotion did not reach every droplet: {o['hosts']}")
     d.destroy()
-    return {"size": size, "wall": wall, "analysis": float(o["analysis"]["seconds"]),
+    return {"size": size, "startup": startup, "wall": wall, "analysis": float(o["analysis"]["seconds"]),
             "requests": sum(users.statuses.values()), "failed": users.failed, "statuses": dict(users.statuses),
             "spans": spans(events), "cpu": cpu, "cli": cli, "users": me}
 
@@ -125,23 +128,27 @@ def spans(events: list[tuple[float, dict]]) -> list[tuple[str, float, float]]:
 
 def main() -> None:
     print(f"Fleet: pulumi up of a promotion v1 -> v2 on {', '.join(map(str, SIZES))} droplets (canary on the "
-          "first, one 10 s analysis step, then the rest in one wave), users on every droplet")
+          "first, one 10 s analysis step, then the rest in one wave), users on every droplet; an app that "
+          f"takes {' or '.join(STARTUPS)} to listen")
     with tempfile.TemporaryDirectory() as tmp, testhost_turn():
         reset_host()
         sh(f"bash {FLEET} start {max(SIZES)}")
-        runs = [promotion(Path(tmp) / f"fleet-{size}", size) for size in SIZES]
+        runs = [promotion(Path(tmp) / f"fleet-{startup}-{size}", size, startup)
+                for startup in STARTUPS for size in SIZES]
         fleet_reset()
-    base = runs[0]["wall"] - runs[0]["analysis"]
-    print(f"  {'droplets':>8} {'wall s':>8} {'analysis s':>10} {'rest s':>8} {'rest / 1':>8} "
+    print(f"  {'listens':>7} {'droplets':>8} {'wall s':>8} {'analysis s':>10} {'rest s':>8} {'rest / 1':>8} "
           f"{'CPU s':>6} {'CLI s':>6} {'users s':>7} {'requests':>8} {'failed':>6}")
     for r in runs:
+        one = next(o for o in runs if o["startup"] == r["startup"] and o["size"] == 1)
         rest = r["wall"] - r["analysis"]
-        print(f"  {r['size']:>8} {r['wall']:>8.1f} {r['analysis']:>10.1f} {rest:>8.1f} {rest / base:>8.2f} "
-              f"{r['cpu']:>6.1f} {r['cli']:>6.1f} {r['users']:>7.1f} {r['requests']:>8} {r['failed']:>6}" + (f"  {r['statuses']}" if r["failed"] else ""))
+        print(f"  {r['startup']:>7} {r['size']:>8} {r['wall']:>8.1f} {r['analysis']:>10.1f} {rest:>8.1f} "
+              f"{rest / (one['wall'] - one['analysis']):>8.2f} {r['cpu']:>6.1f} {r['cli']:>6.1f} {r['users']:>7.1f} "
+              f"{r['requests']:>8} {r['failed']:>6}" + (f"  {r['statuses']}" if r["failed"] else ""))
     print(f"  (CPU s: busy seconds of this machine's {os.cpu_count()} cores during the update, every local "
           "droplet included; CLI s: of those, the `pulumi` CLI's with its plugins and providers; users s: the users' "
           "requests')")
     for r in runs:
-        print(f"  {r['size']} droplets, the update's steps (seconds from its start, those over 0.05 s):")
+        print(f"  {r['size']} droplets, app listening after {r['startup']}, the update's steps (seconds from its "
+              "start, those over 0.05 s):")
         for name, begin, end in r["spans"]:
             print(f"    {begin:6.1f} -> {end:6.1f}  {end - begin:5.1f}  {name}")
