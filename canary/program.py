@@ -65,8 +65,11 @@ def main() -> None:
     # Per droplet: the image and volumes there, its nginx site, its release. A wave's
     # droplets run in parallel; a later wave waits on the outputs of the ones before it.
     # With later waves, a canary droplet's release ends at the verdict, and a promote step
-    # of its own promotes it beside the later waves (promotion_resource.py).
+    # of its own promotes it beside the later waves (promotion_resource.py): only where the
+    # canary ran production's own settings. With canary_env or canary_volumes, production's
+    # were never started, so the later waves wait until a canary droplet's production runs.
     in_waves = waves(list(targets), s.canary_hosts, s.wave_size)
+    verdict_gate = len(in_waves) > 1 and not s.canary_env and not s.canary_volumes
     releases: dict[str, Release] = {}
     final: dict[str, Release | Promotion] = {}  # what each droplet ends with (its outputs)
     processes: dict[str, pulumi.ProviderResource | None] = {}
@@ -76,7 +79,7 @@ def main() -> None:
         gate = entries(releases, s.canary_hosts) if i else None
         for name in wave:
             t = targets[name]
-            promoter = docker_resources.named("promote", t) if not i and len(in_waves) > 1 else ""
+            promoter = docker_resources.named("promote", t) if not i and verdict_gate else ""
             inputs = dict(spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
                           planned=planned if not releases else "", host_name=name, gate=gate,
                           host_record=records.get(name), promoted_by=promoter)

@@ -226,10 +226,16 @@ def test_a_canary_droplet_with_later_waves_is_promoted_by_a_step_of_its_own(run_
     assert names["fleet"].inputs["hosts"][0]["name"] == "web-1"
 
 
-def test_a_fleet_of_canary_droplets_only_needs_no_promote_step(run_program, journals):
-    mocks = run_program({**FLEET, "canary_hosts": "3"})
-    names = {r.name for r in mocks.resources}
+@pytest.mark.parametrize("config", [{"canary_hosts": "3"},  # no later wave
+                                    # production's own settings untested by the canary: the
+                                    # later waves wait until web-1's production runs them
+                                    {"canary_env": {"DB_NAME": "odoo_canary"}},
+                                    {"canary_volumes": ["odoo-canary-data:/var/lib/odoo"]}])
+def test_no_promote_step_without_a_later_wave_or_when_the_canary_ran_other_settings(run_program, journals, config):
+    mocks = run_program({**FLEET, **config})
+    names = {r.name: r for r in mocks.resources}
     assert not [n for n in names if n.startswith("promote-")], names
+    assert not names["release-web-1"].inputs.get("promoted_by")
 
 
 def test_a_droplet_that_cannot_be_reached_fails_the_fleet_before_any_resource(run_program, monkeypatch):
