@@ -6,15 +6,16 @@ canary droplet, once its canary passed and is being promoted (the gate). Each dr
 its own release resource: the engine runs a wave's droplets in parallel, and a later
 wave after the earlier ones, because its gate input is made of their outputs. A canary
 droplet's release ends at its verdict and a promote step of its own promotes it
-(promotion_resource.py), so the later waves do not wait for that promotion. A droplet that rolled the revision back (its canary failed, or its new
-container did) fails the release: every droplet that runs the revision by then is
-rolled back too, the others are left as they are.
+(promotion_resource.py), so the later waves do not wait for that promotion. A droplet
+that rolled the revision back (its canary failed, or its new container did) fails the
+release: every droplet that runs the revision by then is rolled back too, the others
+are left as they are.
 
 An entry is what a droplet's release reports: its `name`, whether it is a `canary`
 droplet, whether it `converged` (its production runs the revision this update set out
 to release, no canary left), whether it `passed` (a canary of it passed and is to be
-promoted), whether it `desired_failed` (it rolled that revision back), with its phase, message, failure reason and the real `traffic` its last canary
-saw ({requests, errors}).
+promoted), whether it `desired_failed` (it rolled that revision back), with its phase,
+message, failure reason and the real `traffic` its last canary saw ({requests, errors}).
 
 Evidence counts per droplet (each canary droplet's own analysis) and in total: canary
 droplets that each saw too few requests to judge their traffic may together have seen

@@ -125,8 +125,8 @@ class Fleet(Resource, module="canary", name="Fleet"):
 
 
 # What Fleet and the droplets of later waves read of a droplet's release (fleet.py).
-ENTRY_KEYS = ("converged", "passed", "desired_failed", "phase", "message", "failure_reason", "production_revision",
-              "previous_revision", "previous_image", "analysis")
+ENTRY_KEYS = ("converged", "passed", "desired_failed", "phase", "message", "failure_reason",
+              "production_revision", "previous_revision", "previous_image", "analysis")
 
 
 def entries(releases: dict[str, Release], canaries: int) -> list:

@@ -20,10 +20,10 @@ later wave has a `gate` input, the outputs of the droplets before it: until they
 the revision (or, a canary droplet, passed it) it changes nothing; then it goes to the
 revision without analysis (see fleet.py). A canary droplet with later waves has a
 `promoted_by` input: its update ends at the verdict, holding a canary that passed, and
-that promote step promotes it (promotion_resource.py). Its `host_record` input is the droplet's journal as the program read it: the
-diff then sees a droplet that was rolled back with the fleet (fleet_resource.py). A
-blocked droplet of a fleet does not fail: the Fleet resource does, after it finished any
-rollback an earlier run left undone.
+that promote step promotes it (promotion_resource.py). Its `host_record` input is the
+droplet's journal as the program read it: the diff then sees a droplet that was rolled
+back with the fleet (fleet_resource.py). A blocked droplet of a fleet does not fail: the
+Fleet resource does, after it finished any rollback an earlier run left undone.
 """
 
 from __future__ import annotations
