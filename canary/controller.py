@@ -544,7 +544,15 @@ class Controller:
         inspected = float("-inf")
         with self.ops.prober.health(port) as probe:
             while True:
-                if self.clock() - inspected >= INSPECT_EVERY:  # (a round trip; a probe is local)
+                ok, last = probe()
+                probes += 1
+                if ok:
+                    if not quiet:
+                        self.log(f"{name} is healthy ({self.clock() - start:.1f}s)")
+                    return None
+                # Not answering: is its container still there and running? (Asked after a
+                # failed probe only: a remote command each time, and a probe is local.)
+                if self.clock() - inspected >= INSPECT_EVERY:
                     inspected = self.clock()
                     c = self.ops.containers.inspect(name)
                     if c is None:
@@ -552,12 +560,6 @@ class Controller:
                     if not c.running:
                         tail = self.ops.containers.logs_tail(name, 5)
                         return f"container {name} exited before it became healthy: {tail.strip()[-300:]}"
-                ok, last = probe()
-                probes += 1
-                if ok:
-                    if not quiet:
-                        self.log(f"{name} is healthy ({self.clock() - start:.1f}s)")
-                    return None
                 failures += 1
                 now = self.clock()
                 answered = last.isdigit()

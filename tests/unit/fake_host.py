@@ -79,6 +79,7 @@ class FakeHost:
     failures: dict[str, object] = field(default_factory=dict)
     taken_ports: dict[int, str] = field(default_factory=dict)  # port -> a foreign process
     events: list[str] = field(default_factory=list)
+    inspected: list[str] = field(default_factory=list)  # containers inspected one by one
     violations: list[str] = field(default_factory=list)
     clock: float = 0.0
     locked: bool = False
@@ -136,11 +137,15 @@ class FakeHost:
 
     # -- Containers ----------------------------------------------------------------------
     def inspect(self, name: str) -> Optional[Container]:
+        self.inspected.append(name)
+        return self._view(name)
+
+    def _view(self, name: str) -> Optional[Container]:
         c = self.containers.get(name)
         return c.view() if c else None
 
     def inspect_all(self, names: list[str]) -> dict[str, Optional[Container]]:
-        return {name: self.inspect(name) for name in names}
+        return {name: self._view(name) for name in names}
 
     def image_exists(self, image: str) -> bool:
         return image in self.images

@@ -99,6 +99,15 @@ def test_a_canary_that_passes_is_promoted_without_a_gap():
     assert not r.h.violations
 
 
+def test_a_container_that_answers_its_health_check_needs_no_inspect():
+    r = at_v1("v2", "v3", v3="slow:3")
+    r.h.inspected.clear()
+    r.up("v2")  # (every health check answers at once: each is one local probe)
+    assert r.h.inspected == [] and not r.h.violations
+    r.up("v3")  # one that does not answer yet: is it still running?
+    assert "odoo-canary" in r.h.inspected and r.outputs["production_image"] == "odoo-erp:v3"
+
+
 def test_steps_are_analysed_in_order():
     r = at_v1("v2")
     r.up("v2", canary_steps=[10, 25, 50])
