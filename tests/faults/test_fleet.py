@@ -113,9 +113,38 @@ def test_pulumi_up_killed_during_the_fleets_rollback_is_finished_by_the_next_up(
     }, lost=users.failed)
 
 
-def _kill_cli_mid_rollback(d) -> bool:
-    """Runs `pulumi up` and SIGKILLs its process group once the fleet's rollback of a
-    droplet is under way (its temporary canary takes the traffic); whether it got there."""
+def test_pulumi_up_killed_at_the_canary_droplets_verdict_is_finished_by_the_next_up(clean, tmp_path):  # noqa: F811
+    hosts = clean
+    d = fleet_stack(tmp_path, wave_size="0")
+    d.up()
+    d.set(image_tag="v2")
+    with Users(list(HOSTS)) as users:
+        # web-1's release ended at its verdict (its canary holds 10 %); its promote step and
+        # the later wave were just handed out when the CLI dies with its plugins.
+        killed = _kill_cli_at(d, lambda line: "the later waves may go, promote-web-1 promotes it here" in line)
+        leftover = program_processes(d.project)
+        d.cli("cancel", "--yes", check=False)
+        preview = d.preview().stdout
+        d.up()
+        again = d.preview().change_summary.get("update", 0)
+    o = d.outputs()
+    served = {n: {requests_text(n) for _ in range(5)} for n in HOSTS}
+    canaries = [out(hosts[n], "docker ps -a -q --filter name=^/odoo-canary$").strip() for n in HOSTS]
+    record("pulumi up killed at a fleet's canary verdict", {
+        "the CLI was killed right after web-1's verdict": killed,
+        "no program or provider process of the killed run left": not leftover,
+        "the preview shows web-1's promotion still to do": "promote-web-1" in preview,
+        "the next up promotes every droplet": all(h["converged"] and h["production_image"] == "canary-demo:v2"
+                                                   for h in o["hosts"].values()),
+        "every droplet serves v2": all(s == {"canary-demo v2"} for s in served.values()),
+        "no canary container left": canaries == ["", "", ""],
+        "a preview after it is clean": again == 0,
+    }, lost=users.failed)
+
+
+def _kill_cli_at(d, moment) -> bool:
+    """Runs `pulumi up` and SIGKILLs its process group at the first line of its output
+    that `moment` accepts; whether it got there."""
     cli = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--stack", "e2e", "--non-interactive"],
                            cwd=d.project, env={**os.environ, **d.env}, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -125,8 +154,15 @@ def _kill_cli_mid_rollback(d) -> bool:
         line = cli.stdout.readline()
         if not line:
             break
-        seen = "routing 100% of new clients" in line and ("web-1: " in line or "web-2: " in line)
+        seen = moment(line)
     os.killpg(cli.pid, signal.SIGKILL)
     cli.wait()
     time.sleep(3)
     return seen
+
+
+def _kill_cli_mid_rollback(d) -> bool:
+    """Runs `pulumi up` and SIGKILLs its process group once the fleet's rollback of a
+    droplet is under way (its temporary canary takes the traffic); whether it got there."""
+    return _kill_cli_at(d, lambda line: "routing 100% of new clients" in line
+                        and ("web-1: " in line or "web-2: " in line))
