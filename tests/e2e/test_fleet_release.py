@@ -116,6 +116,7 @@ def test_the_canary_droplet_first_then_the_others_in_waves_hold_promote_refresh_
     assert d.preview().change_summary.get("update", 0) == 0
     d.refresh()
     assert d.outputs()["hosts"]["web-3"]["production_image"] == "canary-demo:v2"
+    assert d.preview().change_summary.get("update", 0) == 0  # (web-1's release and promote step agree)
 
     # Instant rollback, fleet-wide: the previous tag again, no analysis on any droplet.
     d.set(image_tag="v1")
