@@ -3,11 +3,11 @@
 The droplets are the local fleet's (testhost/fleet.sh: each its own sshd, nginx and
 Docker engine). The canary runs on the first droplet (one analysis step), then the
 others are promoted in one wave. Twice: an app that listens at once, and one that takes
-3 s to listen, as Odoo does (every container start then waits for it). Printed per fleet size: the update's wall time, the
-analysis in it, the rest (wall minus analysis) and its ratio to one droplet's, the CPU
-seconds the machine was busy (the local droplets share its cores), and the requests
-users sent to every droplet meanwhile with how many failed; then each update's steps
-as the engine's events timed them.
+3 s to listen, as Odoo does (every container start then waits for it). Printed per
+fleet size: the update's wall time, the analysis in it, the rest (wall minus analysis)
+and its ratio to one droplet's, the CPU seconds the machine was busy (the local droplets
+share its cores), and the requests users sent to every droplet meanwhile with how many
+failed; then each update's steps as the engine's events timed them.
 """
 
 from __future__ import annotations
