@@ -75,7 +75,7 @@ class PromotionProvider(ReleaseProvider):
     def _promote(self, props: dict, olds: dict) -> dict:
         engine_log.attribute_to(props.get("log_urn"))
         name, release = props["host_name"], dict(props.get("release") or {})
-        spec_inputs, _ = _with_key(_spec_inputs(props), {}, given=props.get("revision_key"))
+        spec_inputs, _ = _with_key(_spec_inputs(props), olds, given=props.get("revision_key"))
         spec = ReleaseSpec.from_inputs(spec_inputs)
         if _due(release, olds):
             controller, host = self._controller(spec_inputs, host_name=name)
