@@ -124,7 +124,9 @@ def floor(tmp: Path, n: int = 3) -> float:
     project = tmp / "floor"
     project.mkdir()
     (project / "Pulumi.yaml").write_text(
-        f"name: floor\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n")
+        f"name: floor\nruntime:\n  name: python\n  options:\n    toolchain: uv\n    virtualenv: {ROOT / '.venv'}\n")
+    for lock in ("pyproject.toml", "uv.lock"):  # the same toolchain reads the same lock
+        (project / lock).symlink_to(ROOT / lock)
     (project / "__main__.py").write_text("import pulumi\n\npulumi.export('ok', True)\n")
     (tmp / "floor-state").mkdir()
     stack = auto.create_or_select_stack("floor", work_dir=str(project), opts=auto.LocalWorkspaceOptions(

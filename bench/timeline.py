@@ -152,7 +152,7 @@ def breakdown(run: Run) -> list[Row]:
 
     first_python = python["start"] if python else program["start"]
     phase("CLI start-up", run.start, first_python, "the pulumi binary, backend, stack, plugins")
-    phase("language host: pip and plugin discovery", first_python, program["start"],
+    phase("language host: uv.lock, plugin discovery", first_python, program["start"],
           f"{sum(1 for r in rec if r['what'] == 'process' and r['start'] < program['start'])} python processes")
     phase("program: Python start-up and imports", program["start"], main["start"])
     lookup = (digest["end"] - digest["start"]) if digest else 0.0

@@ -211,7 +211,7 @@ class Deployment:
         project.mkdir(exist_ok=True)
         # The repo's program, run from a scratch project dir so stack files stay out of it.
         (project / "Pulumi.yaml").write_text(
-            "name: canary\nruntime:\n  name: python\n  options:\n"
+            "name: canary\nruntime:\n  name: python\n  options:\n    toolchain: uv\n"
             f"    virtualenv: {ROOT / '.venv'}\nmain: {ROOT}\n")
         self.env = {
             "PULUMI_BACKEND_URL": backend_url,
