@@ -166,7 +166,8 @@ start_sshd() {
     alive "$n" sshd.pid && return
     log "host $n: starting sshd on $(addr "$n"):22"
     in_host "$n"
-    "${IN_HOST[@]}" /usr/sbin/sshd -f "$h/sshd_config" -E "$h/sshd.log" 9>&-
+    droplet_rc
+    "${IN_HOST[@]}" "${DROPLET_RC[@]}" /usr/sbin/sshd -f "$h/sshd_config" -E "$h/sshd.log" 9>&-
     wait_for 50 alive "$n" sshd.pid || die "host $n: sshd did not start; see $h/sshd.log"
 }
 

@@ -71,7 +71,9 @@ start_sshd() {
     log "starting sshd on 127.0.0.1:$SSH_PORT"
     # -E: a log of its own; each session's command is recorded by the ForceCommand-free
     # "exec" log lines at VERBOSE level.
-    /usr/sbin/sshd -f "$TESTHOST_DIR/sshd_config" -E "$TESTHOST_DIR/sshd.log"
+    droplet_rc
+    unshare --mount --propagation private "${DROPLET_RC[@]}" \
+        /usr/sbin/sshd -f "$TESTHOST_DIR/sshd_config" -E "$TESTHOST_DIR/sshd.log"
     for _ in $(seq 1 20); do
         [ -s "$TESTHOST_DIR/sshd.pid" ] && return
         sleep 0.2
