@@ -159,9 +159,8 @@ def breakdown(run: Run) -> list[Row]:
     phase("program: config, resource registrations", main["start"], main["end"] - lookup)
     phase("program: registry digest lookup (docker provider)", 0.0, lookup,
           "get_registry_image" if lookup > 0.01 else "image_pull false: none")
-    phase("engine: docker provider, image, site steps", main["end"], provider["start"],
-          "before the release: it depends on them")
-    phase("dynamic provider start-up (python, imports, configure, diff)", provider["start"], update["start"])
+    phase("engine: docker provider, image and site steps, the release's diff", main["end"], update["start"],
+          f"its provider process started {provider['start'] - main['end']:.2f}s in")
     rows.append(Row("release update", update["end"] - update["start"],
                     note="the controller on the host, in parts below"))
     inside = [r for r in rec if r["proc"] == "provider" and update["start"] <= r["start"] <= update["end"]]

@@ -72,7 +72,7 @@ def main() -> None:
     verdict_gate = len(in_waves) > 1 and not s.canary_env and not s.canary_volumes
     releases: dict[str, Release] = {}
     final: dict[str, Release | Promotion] = {}  # what each droplet ends with (its outputs)
-    processes: dict[str, pulumi.ProviderResource | None] = {}
+    processes: dict[str, pulumi.ProviderResource] = {}
     canary_steps: list = []  # the canary droplets' images and sites (see _own_process)
     for i, wave in enumerate(in_waves):
         earlier = list(releases.values())
@@ -99,7 +99,9 @@ def main() -> None:
                                           provider=next(iter(processes.values()))))
         pulumi.export("hosts", {name: {k: getattr(r, k) for k in HOST_EXPORTS} for name, r in final.items()})
     else:
-        Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release]))
+        # (in the release's provider process, running by then)
+        Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release],
+                                                                provider=next(iter(processes.values()))))
 
     for key in EXPORTED:
         output = getattr(release, key)
@@ -121,7 +123,7 @@ HOST_EXPORTS = ("phase", "production_image", "canary_weight", "message", "conver
 
 
 def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list,
-             canary_steps: list) -> tuple[Release, pulumi.ProviderResource | None, list]:
+             canary_steps: list) -> tuple[Release, pulumi.ProviderResource, list]:
     """One droplet's resources: the image and volumes on it, its nginx site (a remote
     command), and its release, which changes nothing before all of them are in place
     (a failed pull changes nothing) and the droplets of earlier waves are done; and the
@@ -136,9 +138,12 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list,
         docker_resources.named("site", t), connection=connection,
         create=render.site_apply_script(s), delete=render.site_delete_script(s),
         opts=pulumi.ResourceOptions(depends_on=ready))
-    # (a later wave's provider process starts once its site and the canary droplets'
-    # are in place: the canary droplets' releases do not wait behind it, see _own_process)
-    process = _own_process(t, after=[] if inputs["gate"] is None else [site, *canary_steps])
+    # A canary droplet's provider process starts beside its image step: declared an
+    # event-loop turn after the image, which waits on the same Docker provider id, so
+    # the engine hands out the image step first. A later wave's starts once its site and
+    # the canary droplets' are in place. See _own_process.
+    first = docker_host.id.apply(lambda _: docker_host)
+    process = _own_process(t, after=[first] if inputs["gate"] is None else [site, *canary_steps])
     after = [site, *ready, *earlier]
     if inputs["gate"] is not None:  # a later wave: its new container starts meanwhile
         stage = Stage(docker_resources.named("stage", t), host_name=t.name, spec=inputs["spec"], env=inputs["env"],
@@ -149,21 +154,24 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list,
         depends_on=after, provider=process)), process, [site, *ready]
 
 
-def _own_process(t, after: list) -> pulumi.ProviderResource | None:
-    """A fleet droplet's release runs in a dynamic provider process of its own: one
-    process serves at most 4 calls at a time (the SDK's gRPC pool) and its threads share
-    one interpreter lock, so a shared one would run a wave of 5 droplets partly one
-    after the other. An explicit provider gets no stack config of its own: it is given
-    the keys the release provider reads (secrets stay secret in the state).
+def _own_process(t, after: list) -> pulumi.ProviderResource:
+    """A droplet's release runs in a dynamic provider process of its own, declared
+    explicitly. In a fleet: one process serves at most 4 calls at a time (the SDK's gRPC
+    pool) and its threads share one interpreter lock, so a shared one would run a wave
+    of 5 droplets partly one after the other. For any droplet: the engine starts a
+    default provider only when the release registers, after its image and site steps;
+    an explicit one starts when declared, beside those steps. An explicit provider gets
+    no stack config of its own: it is given the keys the release provider reads
+    (secrets stay secret in the state).
 
     The engine starts provider processes one at a time, about 0.3 s each, before it goes
     on to any further step: six of them declared at once held every image step back by
-    1.7 s. So a canary droplet's starts first, a later droplet's once its steps `after`
-    are done: its own site and the canary droplets' images and sites, which is when the
-    canary droplets' releases are handed out (a later droplet's started as soon as its
-    own site was in place held the canary's release back by about 1 s on 6 droplets)."""
-    if not t.name:
-        return None  # one droplet: the default provider, as before
+    1.7 s. So a canary droplet's starts when its image step has been handed out
+    (declared first, or beside the image, it held that step back by the same 0.2 s); a
+    later droplet's once its steps `after` are done: its own site and the canary
+    droplets' images and sites, which is when the canary droplets' releases are handed
+    out (a later droplet's started as soon as its own site was in place held the
+    canary's release back by about 1 s on 6 droplets)."""
     config = {}
     for full in (f"{NAMESPACE}:{key}" for key in PROVIDER_CONFIG_KEYS):
         value = get_config(full)

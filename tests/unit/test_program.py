@@ -275,7 +275,16 @@ def test_each_fleet_droplet_releases_from_a_dynamic_provider_process_of_its_own(
     assert "pulumi:providers:pulumi-python::dynamic-web-1::" in names["fleet"].provider
 
 
-def test_one_droplet_keeps_the_default_dynamic_provider(run_program):
+def test_one_droplet_releases_from_an_explicit_provider_declared_once_its_docker_provider_is_up(run_program):
+    # The engine starts it when declared, beside the image step: not only once the
+    # release registers, after the image and the site, as it would a default provider.
     mocks = run_program(BASE)
-    assert not [r for r in mocks.resources if r.typ == "pulumi:providers:pulumi-python"]
-    assert not _named(mocks, "release").provider
+    own = [r for r in mocks.resources if r.typ == "pulumi:providers:pulumi-python"]
+    assert [r.name for r in own] == ["dynamic"]
+    assert own[0].inputs["canary:host"] == "127.0.0.1" and own[0].inputs["canary:ssh_private_key"] == KEY
+    assert not {k for k in own[0].inputs if k.startswith("canary:")} - {
+        f"canary:{k}" for k in ("host", "ssh_port", "ssh_private_key", "ssh_host_key")}
+    order = [r.name for r in mocks.resources]
+    assert order.index("docker") < order.index("image") < order.index("dynamic")
+    for name in ("release", "verdict"):  # the verdict too: no second process at the end
+        assert "pulumi:providers:pulumi-python::dynamic::" in _named(mocks, name).provider
