@@ -142,8 +142,8 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list,
     # event-loop turn after the image, which waits on the same Docker provider id, so
     # the engine hands out the image step first. A later wave's starts once its site and
     # the canary droplets' are in place. See _own_process.
-    first = docker_host.id.apply(lambda _: docker_host)
-    process = _own_process(t, after=[first] if inputs["gate"] is None else [site, *canary_steps])
+    process = _own_process(t, after=[docker_host.id.apply(lambda _: docker_host)] if inputs["gate"] is None
+                           else [site, *canary_steps])
     after = [site, *ready, *earlier]
     if inputs["gate"] is not None:  # a later wave: its new container starts meanwhile
         stage = Stage(docker_resources.named("stage", t), host_name=t.name, spec=inputs["spec"], env=inputs["env"],
