@@ -72,7 +72,8 @@ start_sshd() {
     # -E: a log of its own; each session's command is recorded by the ForceCommand-free
     # "exec" log lines at VERBOSE level.
     droplet_rc
-    unshare --mount --propagation private "${DROPLET_RC[@]}" \
+    # slave: Docker's mounts and unmounts reach sshd's namespace; its own stay there.
+    unshare --mount --propagation slave "${DROPLET_RC[@]}" \
         /usr/sbin/sshd -f "$TESTHOST_DIR/sshd_config" -E "$TESTHOST_DIR/sshd.log"
     for _ in $(seq 1 20); do
         [ -s "$TESTHOST_DIR/sshd.pid" ] && return

@@ -261,6 +261,8 @@ def test_a_stack_with_plain_hash_revisions_is_rekeyed_without_a_canary(tmp_path)
     if sh(f"git -C {ROOT} cat-file -t {UNKEYED_COMMIT} 2>/dev/null || true", check=False).strip() != "commit":
         pytest.skip(f"commit {UNKEYED_COMMIT} is not in this checkout")
     sh(f"git -C {ROOT} archive {UNKEYED_COMMIT} canary __main__.py | tar -x -C {old}")
+    for lock in ("pyproject.toml", "uv.lock"):  # today's toolchain and packages run it
+        (old / lock).symlink_to(ROOT / lock)
     reset_host()
     d = Deployment(tmp_path / "stack")
     _program(d, old)

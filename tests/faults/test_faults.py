@@ -155,8 +155,12 @@ def test_docker_daemon_restarts_mid_analysis(d):
             d.up()
         except auto.CommandError:
             pass
-    time.sleep(3)
-    back = "canary-demo v1" in served_versions(10) or "canary-demo v2" in served_versions(10)
+    # Docker brings the containers back by itself once it runs again: the update may
+    # have ended before that (its cleanup could not reach the daemon), so wait for it.
+    deadline = time.monotonic() + 60
+    while not (back := bool({"canary-demo v1", "canary-demo v2"} & set(served_versions(10)))) \
+            and time.monotonic() < deadline:
+        time.sleep(1)
     record("Docker daemon restarts mid-analysis",
            {"the site answers again (v1 or v2) after the restart": back, **converge(d)},
            lost=load.failures, outage=True)
