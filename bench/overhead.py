@@ -20,7 +20,7 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from canary.remote.ssh import Host, Target
-from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, sh, testhost_turn
+from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, link_lock_files, sh, testhost_turn
 
 from . import live, timeline
 
@@ -125,8 +125,7 @@ def floor(tmp: Path, n: int = 3) -> float:
     project.mkdir()
     (project / "Pulumi.yaml").write_text(
         f"name: floor\nruntime:\n  name: python\n  options:\n    toolchain: uv\n    virtualenv: {ROOT / '.venv'}\n")
-    for lock in ("pyproject.toml", "uv.lock"):  # the same toolchain reads the same lock
-        (project / lock).symlink_to(ROOT / lock)
+    link_lock_files(project)
     (project / "__main__.py").write_text("import pulumi\n\npulumi.export('ok', True)\n")
     (tmp / "floor-state").mkdir()
     stack = auto.create_or_select_stack("floor", work_dir=str(project), opts=auto.LocalWorkspaceOptions(

@@ -92,16 +92,15 @@ def main() -> None:
             if not i:
                 canary_steps += steps
     release = next(iter(final.values()))  # the (first) canary droplet's: the stack's headline outputs
+    # The verdict runs in the (first) canary droplet's provider process, running by then:
+    # no process to start at the end.
+    process = next(iter(processes.values()))
     if s.is_fleet:
-        # (in the canary droplet's provider process, running by then: no process to start)
         Fleet("fleet", final, s.canary_hosts, spec=spec, **env,
-              opts=pulumi.ResourceOptions(depends_on=[*releases.values(), *final.values()],
-                                          provider=next(iter(processes.values()))))
+              opts=pulumi.ResourceOptions(depends_on=[*releases.values(), *final.values()], provider=process))
         pulumi.export("hosts", {name: {k: getattr(r, k) for k in HOST_EXPORTS} for name, r in final.items()})
     else:
-        # (in the release's provider process, running by then)
-        Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release],
-                                                                provider=next(iter(processes.values()))))
+        Verdict("verdict", release, opts=pulumi.ResourceOptions(depends_on=[release], provider=process))
 
     for key in EXPORTED:
         output = getattr(release, key)

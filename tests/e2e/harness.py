@@ -193,6 +193,13 @@ class Load:
         return sum(n for k, n in self.statuses.items() if k != 200)
 
 
+def link_lock_files(project: Path) -> None:
+    """A program run from `project` (not this checkout) with the uv toolchain: the
+    language host reads uv.lock beside it, and keeps the venv in sync with it."""
+    for name in ("pyproject.toml", "uv.lock"):
+        (project / name).symlink_to(ROOT / name)
+
+
 class Deployment:
     """One stack of the project, driven through the real CLI."""
 

@@ -16,7 +16,7 @@ import pytest
 from pulumi import automation as auto
 
 from canary.spec import ReleaseSpec
-from tests.e2e.harness import ROOT, TESTHOST_DIR, Deployment, containers, reset_host, sh, ssh_commands
+from tests.e2e.harness import ROOT, TESTHOST_DIR, Deployment, containers, link_lock_files, reset_host, sh, ssh_commands
 from tests.e2e.test_ecosystem import Receiver
 
 from .conftest import record
@@ -261,8 +261,7 @@ def test_a_stack_with_plain_hash_revisions_is_rekeyed_without_a_canary(tmp_path)
     if sh(f"git -C {ROOT} cat-file -t {UNKEYED_COMMIT} 2>/dev/null || true", check=False).strip() != "commit":
         pytest.skip(f"commit {UNKEYED_COMMIT} is not in this checkout")
     sh(f"git -C {ROOT} archive {UNKEYED_COMMIT} canary __main__.py | tar -x -C {old}")
-    for lock in ("pyproject.toml", "uv.lock"):  # today's toolchain and packages run it
-        (old / lock).symlink_to(ROOT / lock)
+    link_lock_files(old)  # today's toolchain and packages run it
     reset_host()
     d = Deployment(tmp_path / "stack")
     _program(d, old)
