@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
+from canary.remote import docker
 from canary.remote.ssh import Host, Target
 from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, link_lock_files, sh, testhost_turn
 
@@ -102,19 +104,66 @@ def _listening_at(name: str):
     return timeline.rfc3339(out[0]) if out else None
 
 
+def _test_host() -> Host:
+    key = " ".join((TESTHOST_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+    return Host(Target(BASE_CONFIG["host"], int(BASE_CONFIG["ssh_port"]), BASE_CONFIG["ssh_user"], key,
+                       (TESTHOST_DIR / "id_ed25519").read_text()))
+
+
 def command_cost(n: int = 10) -> tuple[float, float]:
     """Median seconds of one remote command (`true`) and of one SFTP read on the test
     host: what each round trip of the update costs there (a host's shell start-up files
     run for every command)."""
-    key = " ".join((TESTHOST_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2])
-    host = Host(Target(BASE_CONFIG["host"], int(BASE_CONFIG["ssh_port"]), BASE_CONFIG["ssh_user"], key,
-                       (TESTHOST_DIR / "id_ed25519").read_text()))
+    host = _test_host()
     try:
         host.run(["true"])
         return (statistics.median(_seconds(lambda: host.run(["true"])) for _ in range(n)),
                 statistics.median(_seconds(lambda: host.read_file("/etc/hostname")) for _ in range(n)))
     finally:
         host.close()
+
+
+# Timed on the host itself (no round trip): a graceful reload until the old workers are
+# gone. nginx's master waits 100 ms after starting the new workers before it tells the
+# old ones to finish, so no drain takes less.
+_RELOAD_UNTIL_DRAINED = r'''
+master=$(cat /run/nginx.pid); old=$(pgrep -P "$master" | tr '\n' ' ')
+start=$(date +%s.%N); nginx -s reload
+while kill -0 $old 2>/dev/null; do sleep 0.005; done
+echo "$(date +%s.%N) - $start" | bc
+'''
+
+
+def contract_floor(n: int = 3) -> dict[str, float]:
+    """Medians, on the idle test host, of the steps the contract itself asks of a
+    promotion whatever the tool: removing a container (`docker stop` + `docker rm` of an
+    app that exits at once on SIGTERM), an nginx graceful reload until its old workers
+    are gone (a drain), and opening an SSH session (OpenSSH, as the Docker provider
+    does; paramiko, as the release does). A lower bound: the promotion pays them under
+    its users' load."""
+    host = _test_host()
+    try:
+        def remove_one() -> float:
+            host.run(["docker", "run", "-d", "--name", "canary-bench-floor", "canary-demo:v1"])
+            time.sleep(0.5)
+            return _seconds(lambda: docker.stop_and_remove(host, "canary-bench-floor", timeout=3))
+        stop = statistics.median(remove_one() for _ in range(n))
+        drain = statistics.median(float(host.sh(_RELOAD_UNTIL_DRAINED)) for _ in range(n))
+    finally:
+        host.close()
+    openssh = ["ssh", "-F", "/dev/null", "-i", str(TESTHOST_DIR / "id_ed25519"), "-p", str(BASE_CONFIG["ssh_port"]),
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+               f"{BASE_CONFIG['ssh_user']}@{BASE_CONFIG['host']}", "true"]
+    session = statistics.median(_seconds(lambda: subprocess.run(openssh, check=True)) for _ in range(n))
+
+    def paramiko_session() -> None:
+        h = _test_host()
+        try:
+            h.run(["true"])
+        finally:
+            h.close()
+    paramiko = statistics.median(_seconds(paramiko_session) for _ in range(n))
+    return {"stop": stop, "drain": drain, "openssh": session, "paramiko": paramiko}
 
 
 def floor(tmp: Path, n: int = 3) -> float:
@@ -152,6 +201,7 @@ def main(load: bool = True) -> None:
         run = promotion(Path(tmp) / "overhead", load=load)
         live.reset_host()
         command, sftp = command_cost()
+        inherent = contract_floor()
         empty = floor(Path(tmp))
     rows = timeline.breakdown(run)
     print(timeline.table(run, rows))
@@ -162,6 +212,13 @@ def main(load: bool = True) -> None:
     shell = timeline.shell_commands_outside_analysis(run.records)
     print(f"  one remote command costs {command:.3f}s on this test host (`true`, median), an SFTP read "
           f"{sftp:.3f}s: the update ran {shell} commands outside the analysis, {shell * command:.1f}s")
+    steps = 2 * inherent["stop"] + 2 * inherent["drain"] + inherent["openssh"] + inherent["paramiko"]
+    print(f"  what the contract's own steps cost here, idle (median of 3): removing a container "
+          f"{inherent['stop']:.2f}s x2 (old production, canary), an nginx reload until its old workers are gone "
+          f"{inherent['drain']:.2f}s x2, an SSH session {inherent['openssh']:.2f}s (OpenSSH: the Docker "
+          f"provider) + {inherent['paramiko']:.2f}s (paramiko: the release) = {steps:.1f}s; with the empty "
+          f"program's {empty:.1f}s, {steps + empty:.1f}s of the {beyond:.1f}s beyond the analysis and the container "
+          "starts are steps that no tool keeping the contract can skip here")
 
 
 if __name__ == "__main__":

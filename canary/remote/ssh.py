@@ -76,6 +76,20 @@ def _load_key(text: str) -> paramiko.PKey:
     raise ConnectionFailed("the SSH private key is not an unencrypted ed25519, ECDSA or RSA key")
 
 
+def _refused(t: Target, err: BaseException) -> Optional[ConnectionFailed]:
+    """The error that says why the host refused us (host key, authentication), or None
+    for a failure worth retrying."""
+    if isinstance(err, paramiko.BadHostKeyException):
+        return ConnectionFailed(
+            f"{t.host}:{t.port} offered host key {err.key.get_name()} {err.key.get_base64()[:24]}..., "
+            "which is not the pinned canary:ssh_host_key: refusing to connect")
+    if isinstance(err, paramiko.AuthenticationException):
+        return ConnectionFailed(f"{t.user}@{t.host}:{t.port}: authentication failed ({err})")
+    if isinstance(err, paramiko.SSHException) and "not found in known_hosts" in str(err):
+        return ConnectionFailed(f"{t.host}:{t.port} offered no key of the pinned type")
+    return None
+
+
 class Host:
     """A connection to the host, re-established with backoff when it drops."""
 
@@ -106,20 +120,22 @@ class Host:
         key = paramiko.PKey.from_type_string(kind, base64.b64decode(b64))
         client.get_host_keys().add(entry, kind, key)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        # Each SSH packet goes out at once. With Nagle's algorithm, one written right
+        # after another waits for the host's delayed ACK (40 ms): in the key exchange, and
+        # in commands and SFTP operations while port-forwarded probes share the connection.
+        sock = socket.create_connection((t.host, t.port), timeout=15)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            client.connect(t.host, port=t.port, username=t.user, pkey=_load_key(t.private_key),
+            client.connect(t.host, port=t.port, username=t.user, pkey=_load_key(t.private_key), sock=sock,
                            timeout=15, banner_timeout=15, auth_timeout=15,
                            allow_agent=False, look_for_keys=False)
-        except paramiko.BadHostKeyException as err:
-            raise ConnectionFailed(
-                f"{t.host}:{t.port} offered host key {err.key.get_name()} {err.key.get_base64()[:24]}..., "
-                "which is not the pinned canary:ssh_host_key: refusing to connect") from None
-        except paramiko.AuthenticationException as err:
-            raise ConnectionFailed(f"{t.user}@{t.host}:{t.port}: authentication failed ({err})") from None
-        except paramiko.SSHException as err:
-            if "not found in known_hosts" in str(err):
-                raise ConnectionFailed(f"{t.host}:{t.port} offered no key of the pinned type") from None
-            raise
+        except BaseException as err:
+            client.close()
+            sock.close()
+            refused = _refused(t, err)
+            if refused is None:
+                raise
+            raise refused from None
         transport = client.get_transport()
         transport.set_keepalive(10)
         return client

@@ -128,6 +128,41 @@ def test_connection_killed_during_a_command():
             rerun or isinstance(result.get("error"), ConnectionFailed)})
 
 
+def test_connection_sends_at_once_and_refusals_say_why():
+    """The connection's socket has Nagle's algorithm off (a packet written right after
+    another would wait for the host's delayed ACK); the socket it opens itself still
+    fails with the reason when the port is closed, the key is another or the user is
+    refused, and leaves no socket open behind."""
+    h = host()
+    try:
+        h.run(["true"])
+        nodelay = h._client.get_transport().sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        h.close()
+    t = target()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    other_key = " ".join((TESTHOST_DIR / "id_ed25519.pub").read_text().split()[:2])
+    errors = {}
+    fds_before = len(list(Path("/proc/self/fd").iterdir()))
+    for name, bad in (("closed port", Target(t.host, port, t.user, t.host_key, t.private_key)),
+                      ("another host key", Target(t.host, t.port, t.user, other_key, t.private_key)),
+                      ("unknown user", Target(t.host, t.port, "nobody-here", t.host_key, t.private_key))):
+        with pytest.raises(ConnectionFailed) as failed:
+            Host(bad, retries=1).run(["true"])
+        errors[name] = str(failed.value)
+    fds_after = len(list(Path("/proc/self/fd").iterdir()))
+    print(errors, fds_before, fds_after)
+    record("SSH connection: packets sent at once, refusals explained",
+           {"TCP_NODELAY is set on the connection": nodelay == 1,
+            "a closed port: cannot reach": "cannot reach 127.0.0.1" in errors["closed port"],
+            "another host key: not the pinned key": "not the pinned" in errors["another host key"],
+            "an unknown user: authentication failed": "authentication failed" in errors["unknown user"],
+            "no socket left open": fds_after <= fds_before})
+
+
 def test_read_file_none_only_when_missing():
     h = host()
     try:
