@@ -12,8 +12,6 @@ from __future__ import annotations
 import threading
 from typing import Callable, Optional
 
-import requests
-
 # Per notification: how long the deployment waits for it, and the HTTP time limits
 # (connect, read) of the background request.
 WAIT_SECONDS = 3.0
@@ -57,6 +55,7 @@ class Notifier:
 
     def _post(self, event: str, payload: dict) -> None:
         try:
+            import requests  # in the sender thread, not at the top: see canary/controller.py
             r = requests.post(self.url, json=payload, timeout=HTTP_TIMEOUT)
             if r.status_code >= 300:
                 self._say(f"notification '{event}' not accepted by the webhook (HTTP {r.status_code}); "

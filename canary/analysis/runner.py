@@ -17,9 +17,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
-
-import requests
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..remote import docker
 from ..remote.ssh import Host
@@ -28,9 +26,13 @@ from . import traffic
 from .stats import percentile
 from .verdict import CONTINUE, INCONCLUSIVE, PASS, Evidence, Thresholds, Verdict, judge
 
+if TYPE_CHECKING:
+    import requests
+
 
 def app_session() -> requests.Session:
     """A requests session for the app: no proxy from the environment, no .netrc."""
+    import requests  # when first probing, not at import: see canary/controller.py
     session = requests.Session()
     session.trust_env = False
     return session
@@ -96,6 +98,7 @@ class AccessLog:
 
 
 def probe(session: requests.Session, url: str, timeout: float) -> tuple[bool, float, str]:
+    import requests
     start = time.monotonic()
     try:
         r = session.get(url, timeout=timeout, allow_redirects=False)

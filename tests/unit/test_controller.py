@@ -435,6 +435,21 @@ def test_a_report_that_cannot_be_drawn_does_not_fail_the_release(monkeypatch, tm
     assert any("could not write the analysis report: a chart library bug" in line for line in r.lines)
 
 
+def test_the_report_renders_from_the_next_wait_not_beside_the_promotions_quick_steps(monkeypatch, tmp_path):
+    """The page's rendering would slow the journal write and the nginx change that follow
+    an analysis: it starts at nginx's drain (a promotion), and is written before the
+    update returns."""
+    from canary.analysis import report
+    r = at_v1("v2")
+    started = []
+    monkeypatch.setattr(report, "write", lambda *a, **k: started.append(list(r.h.events)) or "page")
+    c = Controller(r.h.ops(), spec("v2"), r.lines.append, report_dir=str(tmp_path), clock=r.h.now, sleep=r.h.sleep)
+    assert c.reconcile(r.outputs).phase == "promoted"
+    assert len(started) == 1
+    seen = started[0]  # the host's operations so far: the render starts just before the drain
+    assert "route:100" in seen and seen[seen.index("route:100") + 1:] in ([], ["drain"]), seen
+
+
 def test_a_drained_container_gets_a_short_stop_grace_an_undrained_one_the_full():
     from canary.controller import DRAINED_STOP_GRACE, STOP_GRACE
     r = at_v1("v2", "v3")
