@@ -59,13 +59,16 @@ while [ -n "$told" ] && [ "$(date +%s)" -lt "$settle" ]; do
     left=
     for pid in $told; do case $plain in *" $pid "*) left="$left $pid" ;; esac; done
     told=$left
-    [ -n "$told" ] && sleep 0.02
+    [ -n "$told" ] && sleep 0.01
 done
 end=$(( $(date +%s) + $1 ))
+polls=0
 # shellcheck disable=SC2086
 while n=$(pgrep -c $parent -f "nginx: worker process is shutting down"); do
     if [ "$(date +%s)" -ge "$end" ]; then echo "$n"; exit 0; fi
-    sleep 0.05
+    # Often at first: told workers with nothing in flight are gone within milliseconds.
+    polls=$((polls + 1))
+    if [ "$polls" -le 50 ]; then sleep 0.01; else sleep 0.1; fi
 done
 echo 0
 '''
