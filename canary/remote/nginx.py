@@ -24,10 +24,13 @@ if out=$(nginx -t 2>&1); then
     old=  # this nginx's workers (when its pid is known: other nginx may run, in containers)
     # shellcheck disable=SC2086
     [ -n "$parent" ] && old=$(pgrep $parent -x -f "nginx: worker process" || true)
-    if ! out=$(nginx -s reload 2>&1); then
+    # The graceful reload `nginx -s reload` sends, without that second nginx parsing the
+    # whole configuration again to find its pid file.
+    if [ -n "$parent" ]; then reload="kill -HUP $master"; else reload="nginx -s reload"; fi
+    if ! out=$($reload 2>&1); then
         # nginx still runs the previous configuration: put its file back.
         if [ -f "$prev" ]; then mv "$prev" "$f"; else rm -f "$f"; fi
-        echo "nginx -s reload failed after the change to $f; previous file restored:" >&2
+        echo "$reload failed after the change to $f; previous file restored:" >&2
         echo "$out" >&2
         exit 1
     fi

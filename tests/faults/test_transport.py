@@ -405,7 +405,17 @@ def no_nginx_pid():
     sh("mv /run/nginx.pid.canary-test /run/nginx.pid")
 
 
-def test_nginx_reload_failure_restores_the_file(no_nginx_pid):
+@pytest.fixture
+def stale_nginx_pid():
+    """The pid file names a process that is gone: the reload signal reaches nobody."""
+    sh("mv /run/nginx.pid /run/nginx.pid.canary-test && sh -c 'echo $$' >/run/nginx.pid")
+    yield
+    sh("mv /run/nginx.pid.canary-test /run/nginx.pid")
+
+
+@pytest.mark.parametrize("pid_file", ["no_nginx_pid", "stale_nginx_pid"])
+def test_nginx_reload_failure_restores_the_file(pid_file, request):
+    request.getfixturevalue(pid_file)
     path = "/etc/nginx/conf.d/zz-transport-test.conf"
     sh(f"rm -f {path}")
     h = host()
@@ -414,9 +424,10 @@ def test_nginx_reload_failure_restores_the_file(no_nginx_pid):
             nginx.install(h, path, "# canary transport test\n")
     finally:
         h.close()
-    record("nginx -s reload fails: split change restored and failed",
+    expected = "nginx -s reload failed" if pid_file == "no_nginx_pid" else "kill -HUP"
+    record(f"nginx reload fails ({pid_file.replace('_', ' ')}): split change restored and failed",
            {"the new file is removed again": not Path(path).exists(),
-            "the install fails naming nginx -s reload": "nginx -s reload failed" in str(failed.value)})
+            f"the install fails naming {expected}": expected in str(failed.value) and "failed" in str(failed.value)})
 
 
 def test_site_reload_failure_fails_the_update(tmp_path):
