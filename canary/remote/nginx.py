@@ -24,9 +24,9 @@ if out=$(nginx -t 2>&1); then
     old=  # this nginx's workers (when its pid is known: other nginx may run, in containers)
     # shellcheck disable=SC2086
     [ -n "$parent" ] && old=$(pgrep $parent -x -f "nginx: worker process" || true)
-    # The graceful reload `nginx -s reload` sends, without that second nginx parsing the
-    # whole configuration again to find its pid file.
-    if [ -n "$parent" ]; then reload="kill -HUP $master"; else reload="nginx -s reload"; fi
+    # The graceful reload `nginx -s reload` sends, to a master whose nginx workers were
+    # just seen, without a second nginx parsing the configuration to find its pid file.
+    if [ -n "$old" ]; then reload="kill -HUP $master"; else reload="nginx -s reload"; fi
     if ! out=$($reload 2>&1); then
         # nginx still runs the previous configuration: put its file back.
         if [ -f "$prev" ]; then mv "$prev" "$f"; else rm -f "$f"; fi
