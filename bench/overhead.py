@@ -144,6 +144,7 @@ def contract_floor(n: int = 3) -> dict[str, float]:
     host = _test_host()
     try:
         def remove_one() -> float:
+            host.run(["docker", "rm", "-f", "canary-bench-floor"], check=False)  # a run cut short
             host.run(["docker", "run", "-d", "--name", "canary-bench-floor", "canary-demo:v1"])
             time.sleep(0.5)
             return _seconds(lambda: docker.stop_and_remove(host, "canary-bench-floor", timeout=3))
