@@ -21,8 +21,8 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from canary.remote import docker
-from canary.remote.ssh import Host, Target
-from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, link_lock_files, sh, testhost_turn
+from canary.remote.ssh import Host
+from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, link_lock_files, sh, ssh_target, testhost_turn
 
 from . import live, timeline
 
@@ -105,9 +105,7 @@ def _listening_at(name: str):
 
 
 def _test_host() -> Host:
-    key = " ".join((TESTHOST_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2])
-    return Host(Target(BASE_CONFIG["host"], int(BASE_CONFIG["ssh_port"]), BASE_CONFIG["ssh_user"], key,
-                       (TESTHOST_DIR / "id_ed25519").read_text()))
+    return Host(ssh_target())
 
 
 def command_cost(n: int = 10) -> tuple[float, float]:

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import requests
 from pulumi import automation as auto
 
+from canary.remote.ssh import Target
+
 ROOT = Path(__file__).resolve().parents[2]
 TESTHOST = ROOT / "testhost" / "testhost.sh"
 TESTHOST_DIR = Path(os.environ.get("TESTHOST_DIR", "/var/lib/canary-testhost"))
@@ -55,6 +57,13 @@ REGISTRY_CONFIG = {
     "image": f"{REGISTRY}/canary-demo", "image_pull": "true", "registry_insecure": "true",
     "registry_username": "canary", "registry_password_file": str(TESTHOST_DIR / "registry_password"),
 }
+
+
+def ssh_target() -> Target:
+    """The test host as the release reaches it: BASE_CONFIG's address, key and pinned host key."""
+    host_key = " ".join(Path(BASE_CONFIG["ssh_host_key_file"]).read_text().split()[:2])
+    return Target(BASE_CONFIG["host"], int(BASE_CONFIG["ssh_port"]), BASE_CONFIG["ssh_user"], host_key,
+                  Path(BASE_CONFIG["ssh_private_key_file"]).read_text())
 
 
 def sh(command: str, check: bool = True) -> str:

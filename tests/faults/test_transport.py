@@ -21,7 +21,7 @@ from canary.remote import STATE_DIR, docker, nginx
 from canary.remote.lock import HostBusy, HostLock
 from canary.remote.ssh import CommandTimeout, ConnectionFailed, Host, LockLost, RemoteError, Target
 from tests.e2e.harness import (TESTHOST, TESTHOST_DIR, Deployment, Load, containers, reset_host,
-                               served_versions, sh)
+                               served_versions, sh, ssh_target)
 
 from .conftest import record
 
@@ -30,13 +30,8 @@ MUST_NOT_EXIST = f"{STATE_DIR}/transport-test-must-not-exist"
 SITE = "/etc/nginx/sites-enabled/odoo.conf"
 
 
-def target() -> Target:
-    host_key = " ".join((TESTHOST_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2])
-    return Target("127.0.0.1", 2222, "root", host_key, (TESTHOST_DIR / "id_ed25519").read_text())
-
-
 def host(logs: list | None = None) -> Host:
-    return Host(target(), retries=3, log=(logs.append if logs is not None else lambda m: None))
+    return Host(ssh_target(), retries=3, log=(logs.append if logs is not None else lambda m: None))
 
 
 def drop_connections(*hosts: Host) -> None:
@@ -139,7 +134,7 @@ def test_connection_sends_at_once_and_refusals_say_why():
         nodelay = h._client.get_transport().sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         h.close()
-    t = target()
+    t = ssh_target()
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
