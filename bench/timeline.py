@@ -66,7 +66,8 @@ POLLING = "health wait: polling after the app listened"
 CHECK = "health check of a running container"
 LEAF = {"docker inspect": "docker inspect (outside the steps above)",
         "ssh command": "other remote commands", "sftp read": "other remote commands",
-        "sftp write": "other remote commands", "ssh session": "other remote commands"}
+        "sftp write": "other remote commands", "ssh session": "other remote commands",
+        "progress line": "progress lines (the engine's Log RPC)"}
 CONTROLLER = "controller itself (no remote work)"
 ROUND_TRIPS = ("ssh command", "sftp read", "sftp write", "ssh session")
 

@@ -148,6 +148,10 @@ def _patch_provider(m):
         _wrap(m.VerdictProvider, name, f"verdict {name}")
 
 
+def _patch_engine_log(m):
+    _wrap(m, "say", "progress line")
+
+
 def _patch_program(m):
     _wrap(m, "main", "program main")
 
@@ -161,7 +165,7 @@ PATCHES = {
     "canary.remote.docker": _patch_docker, "canary.remote.nginx": _patch_nginx,
     "canary.analysis.runner": _patch_runner, "canary.controller": _patch_controller,
     "canary.notify": _patch_notify, "canary.provider": _patch_provider,
-    "canary.program": _patch_program, "canary.docker_resources": _patch_docker_resources,
+    "canary.engine_log": _patch_engine_log, "canary.program": _patch_program, "canary.docker_resources": _patch_docker_resources,
 }
 
 

@@ -53,7 +53,7 @@ BAD_ANSWERS_GRACE = 15
 # Health waits probe this often (s): an app is promoted the moment it answers. Often for
 # the first seconds (most apps are up by then), then less (Odoo may take a minute). Whether
 # its container still runs is asked less often (a remote command each time).
-POLL_FAST, POLL_SLOW, FAST_FOR = 0.05, 0.25, 5.0
+POLL_FAST, POLL_SLOW, FAST_FOR = 0.02, 0.25, 5.0
 INSPECT_EVERY = 1.0
 # Seconds from SIGTERM to SIGKILL for a container nginx no longer sends requests to (its
 # old workers drained): an app that ignores SIGTERM does not hold the release up.

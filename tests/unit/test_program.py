@@ -257,6 +257,24 @@ def test_one_droplet_keeps_its_resource_names_and_reads_no_journal(run_program, 
     assert release.inputs["host_name"] == "" and not release.inputs.get("gate")
 
 
+def test_the_sites_share_one_command_provider_declared_beside_the_image_step(run_program, journals):
+    # Declared once the Docker provider is up, the engine starts it while the image step
+    # runs, not between the image and the release. One process for every droplet.
+    for config, sites in ((BASE, ["site"]), (FLEET, ["site-web-1", "site-web-2", "site-web-3"])):
+        mocks = run_program(config)
+        own = [r for r in mocks.resources if r.typ == "pulumi:providers:command"]
+        assert [r.name for r in own] == ["command"]
+        order = [r.name for r in mocks.resources]
+        first = "docker" if config is BASE else "docker-web-1"
+        assert order.index(first) < order.index("command") < min(order.index(s) for s in sites)
+        for name in sites:
+            assert "pulumi:providers:command::command::" in _named(mocks, name).provider
+    # Aliased to the default provider of earlier versions: their stacks keep their sites.
+    from canary import program
+    assert program.default_provider_name("1.2.1") == "default_1_2_1"
+    assert program.default_provider_name("1.3.0-alpha.1") == "default_1_3_0_alpha_1"
+
+
 def test_each_fleet_droplet_releases_from_a_dynamic_provider_process_of_its_own(run_program, journals):
     # One shared process serves 4 calls at a time, under one interpreter lock.
     mocks = run_program({**FLEET, "notify_webhook": "https://hooks.example/x"})
