@@ -14,7 +14,7 @@ import pulumi_command as command
 from pulumi_command import _utilities as command_sdk
 from pulumi.runtime.config import get_config, is_config_secret
 
-from . import docker_resources, render
+from . import docker_resources, quick_exit, render
 from .config import ConfigError, load
 from .config_fields import SECRET_KEYS, decoded
 from .fleet import waves
@@ -36,6 +36,7 @@ def _raw(key: str) -> Any:
 
 
 def main() -> None:
+    quick_exit.program()
     stack = pulumi.get_stack()
     try:
         s = load(_raw, stack, frozenset(k for k in SECRET_KEYS if is_config_secret(f"{NAMESPACE}:{k}")))

@@ -43,6 +43,7 @@ from . import plan as P
 from . import redact
 from .config import TARGET_KEYS, ConfigError, load_force_token, load_targets
 from .config_fields import decoded
+from . import quick_exit
 from .engine_watch import exit_with_engine
 from .errors import CanaryError, DeployError, rolled_back_before
 from .phases import Phase
@@ -163,6 +164,7 @@ class ReleaseProvider(ResourceProvider):
         except ConfigError as err:
             self.targets, self.target_error = {}, str(err)
         exit_with_engine()
+        quick_exit.provider()
 
     def _target(self, name: str) -> Target:
         if not self.targets:
