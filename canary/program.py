@@ -4,14 +4,13 @@ release (containers, split, analysis) -> verdict, and the stack outputs. A fleet
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
-
 import re
+from dataclasses import replace
+from importlib.metadata import version
+from typing import Any
 
 import pulumi
 import pulumi_command as command
-from pulumi_command import _utilities as command_sdk
 from pulumi.runtime.config import get_config, is_config_secret
 
 from . import docker_resources, quick_exit, render
@@ -167,7 +166,7 @@ def _site_provider(docker_host) -> command.Provider:
     default provider that earlier versions used, so stacks deployed by them keep their
     sites as they are (a site replaced would run its delete script)."""
     return command.Provider("command", opts=pulumi.ResourceOptions(
-        aliases=[pulumi.Alias(name=default_provider_name(command_sdk.get_version()))],
+        aliases=[pulumi.Alias(name=default_provider_name(version("pulumi_command")))],
         depends_on=[docker_host.id.apply(lambda _: docker_host)]))
 
 
