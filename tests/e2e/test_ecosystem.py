@@ -87,5 +87,6 @@ def test_policy_pack_accepts_a_compliant_production_config(tmp_path):
     # A held canary at 75 %, promoted by hand (canary:promote): the documented path.
     result, _ = policy_preview(tmp_path, canary_percentage="75", auto_promote="false",
                                monitoring_duration="15", promote="v1")
-    # stack, docker provider, image, site, the release's provider, release, verdict
-    assert result.change_summary.get("create") == 7
+    # stack, docker provider, image, the sites' command provider, site, the release's
+    # provider, release, verdict
+    assert result.change_summary.get("create") == 8

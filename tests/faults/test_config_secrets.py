@@ -237,7 +237,7 @@ def test_policy_refuses_promotion_without_analysis_on_production(tmp_path):
            {"production's preview is refused by production-promotions-are-analysed":
             "production-promotions-are-analysed" in text,
             "the refusal says the promotion is without any analysis": "without any analysis" in text,
-            "staging's preview passes the pack (7 creates)": result.change_summary.get("create") == 7,
+            "staging's preview passes the pack (8 creates)": result.change_summary.get("create") == 8,
             "no command ran on the host": ssh_commands() == before,
             "no container started": containers() == {}})
 
