@@ -165,7 +165,8 @@ PATCHES = {
     "canary.remote.docker": _patch_docker, "canary.remote.nginx": _patch_nginx,
     "canary.analysis.runner": _patch_runner, "canary.controller": _patch_controller,
     "canary.notify": _patch_notify, "canary.provider": _patch_provider,
-    "canary.engine_log": _patch_engine_log, "canary.program": _patch_program, "canary.docker_resources": _patch_docker_resources,
+    "canary.engine_log": _patch_engine_log, "canary.program": _patch_program,
+    "canary.docker_resources": _patch_docker_resources,
 }
 
 

@@ -40,10 +40,9 @@ from pulumi.runtime.rpc import UNKNOWN
 from . import engine_log
 from . import fleet as F
 from . import plan as P
-from . import redact
+from . import quick_exit, redact
 from .config import TARGET_KEYS, ConfigError, load_force_token, load_targets
 from .config_fields import decoded
-from . import quick_exit
 from .engine_watch import exit_with_engine
 from .errors import CanaryError, DeployError, rolled_back_before
 from .phases import Phase
