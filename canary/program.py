@@ -145,7 +145,7 @@ def _droplet(s, t, docker_host, digest: str, inputs: dict, earlier: list, canary
     # event-loop turn after the image, which waits on the same Docker provider id, so
     # the engine hands out the image step first. A later wave's starts once its site and
     # the canary droplets' are in place. See _own_process.
-    process = _own_process(t, after=[docker_host.id.apply(lambda _: docker_host)] if inputs["gate"] is None
+    process = _own_process(t, after=[_once_up(docker_host)] if inputs["gate"] is None
                            else [site, *canary_steps])
     after = [site, *ready, *earlier]
     if inputs["gate"] is not None:  # a later wave: its new container starts meanwhile
@@ -167,7 +167,13 @@ def _site_provider(docker_host) -> command.Provider:
     sites as they are (a site replaced would run its delete script)."""
     return command.Provider("command", opts=pulumi.ResourceOptions(
         aliases=[pulumi.Alias(name=default_provider_name(version("pulumi_command")))],
-        depends_on=[docker_host.id.apply(lambda _: docker_host)]))
+        depends_on=[_once_up(docker_host)]))
+
+
+def _once_up(docker_host: pulumi.ProviderResource) -> pulumi.Output:
+    """The Docker provider, once the engine has it: what a provider declared beside the
+    image step depends on (the image waits on the same id, so it registers first)."""
+    return docker_host.id.apply(lambda _: docker_host)
 
 
 def default_provider_name(version: str) -> str:
