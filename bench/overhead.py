@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
+from canary.controller import DRAINED_STOP_GRACE
 from canary.remote import docker
 from canary.remote.ssh import Host
 from tests.e2e.harness import BASE_CONFIG, TESTHOST_DIR, link_lock_files, sh, ssh_target, testhost_turn
@@ -141,12 +142,7 @@ def contract_floor(n: int = 3) -> dict[str, float]:
     its users' load."""
     host = _test_host()
     try:
-        def remove_one() -> float:
-            host.run(["docker", "rm", "-f", "canary-bench-floor"], check=False)  # a run cut short
-            host.run(["docker", "run", "-d", "--name", "canary-bench-floor", "canary-demo:v1"])
-            time.sleep(0.5)
-            return _seconds(lambda: docker.stop_and_remove(host, "canary-bench-floor", timeout=3))
-        stop = statistics.median(remove_one() for _ in range(n))
+        stop = statistics.median(_removal(host, drained=False) for _ in range(n))
         drain = statistics.median(float(host.sh(_RELOAD_UNTIL_DRAINED)) for _ in range(n))
     finally:
         host.close()
@@ -163,6 +159,31 @@ def contract_floor(n: int = 3) -> dict[str, float]:
             h.close()
     paramiko = statistics.median(_seconds(paramiko_session) for _ in range(n))
     return {"stop": stop, "drain": drain, "openssh": session, "paramiko": paramiko}
+
+
+def _removal(host, drained: bool, env: tuple = ()) -> float:
+    """Seconds to stop and remove a container of the demo app, started moments before."""
+    host.run(["docker", "rm", "-f", "canary-bench-floor"], check=False)  # a run cut short
+    host.run(["docker", "run", "-d", "--name", "canary-bench-floor", *(a for e in env for a in ("-e", e)),
+              "canary-demo:v1"])
+    time.sleep(0.5)
+    return _seconds(lambda: docker.stop_and_remove(host, "canary-bench-floor", timeout=DRAINED_STOP_GRACE,
+                                                   drained=drained))
+
+
+def uncaught_removal(n: int = 3) -> tuple[float, float]:
+    """Medians of removing a drained container whose app does not catch SIGTERM (the demo
+    app with IGNORE_SIGTERM=1), side by side: as the release does (killed at once, as
+    nothing could come of waiting), and with the drained grace it got before."""
+    host = _test_host()
+    try:
+        now, grace = [], []
+        for _ in range(n):  # alternating
+            now.append(_removal(host, drained=True, env=("IGNORE_SIGTERM=1",)))
+            grace.append(_removal(host, drained=False, env=("IGNORE_SIGTERM=1",)))
+        return statistics.median(now), statistics.median(grace)
+    finally:
+        host.close()
 
 
 def floor(tmp: Path, n: int = 3) -> float:
@@ -201,6 +222,7 @@ def main(load: bool = True) -> None:
         live.reset_host()
         command, sftp = command_cost()
         inherent = contract_floor()
+        uncaught = uncaught_removal()
         empty = floor(Path(tmp))
     rows = timeline.breakdown(run)
     print(timeline.table(run, rows))
@@ -218,6 +240,9 @@ def main(load: bool = True) -> None:
           f"provider) + {inherent['paramiko']:.2f}s (paramiko: the release) = {steps:.1f}s; with the empty "
           f"program's {empty:.1f}s, {steps + empty:.1f}s of the {beyond:.1f}s beyond the analysis and the container "
           "starts are steps that no tool keeping the contract can skip here")
+    print(f"  an app that does not catch SIGTERM (IGNORE_SIGTERM=1), removed once nginx drained it (median of 3, "
+          f"alternating): {uncaught[0]:.2f}s, killed at once; {uncaught[1]:.2f}s with a {DRAINED_STOP_GRACE} s grace "
+          f"({uncaught[1] / uncaught[0]:.0f}x), twice per promotion")
 
 
 if __name__ == "__main__":

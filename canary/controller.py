@@ -56,7 +56,8 @@ BAD_ANSWERS_GRACE = 15
 POLL_FAST, POLL_SLOW, FAST_FOR = 0.02, 0.25, 5.0
 INSPECT_EVERY = 1.0
 # Seconds from SIGTERM to SIGKILL for a container nginx no longer sends requests to (its
-# old workers drained): an app that ignores SIGTERM does not hold the release up.
+# old workers drained): an app slow to stop does not hold the release up (one that does
+# not catch SIGTERM at all is killed at once: remote/docker.py).
 DRAINED_STOP_GRACE = 3
 # ... and for one nginx may still have requests in flight to (the drain timed out).
 STOP_GRACE = 30
@@ -296,7 +297,10 @@ class Controller:
             return
         self._check_owned(c)
         self.log(f"stopping and removing container {name} ({c.image})")
-        self.ops.containers.stop_and_remove(name, DRAINED_STOP_GRACE if drained else STOP_GRACE)
+        grace = self.ops.containers.stop_and_remove(name, DRAINED_STOP_GRACE if drained else STOP_GRACE, drained)
+        if drained and grace == 0:
+            self.log(f"{name}: its app does not catch its stop signal, so it was killed at once "
+                     "(nginx had drained it)")
 
     def destroy(self) -> None:
         with self.ops.lock(f"stack {self.spec.stack} destroy"):

@@ -48,8 +48,11 @@ class Containers(Protocol):
     def run(self, spec: ContainerSpec) -> Container:
         """Starts a container (`docker run`); a rejected run raises RemoteError."""
 
-    def stop_and_remove(self, name: str, grace: int) -> None:
-        """`docker stop` (SIGTERM, SIGKILL after `grace` s), then removes the container."""
+    def stop_and_remove(self, name: str, grace: int, drained: bool = False) -> int:
+        """`docker stop` (its stop signal, SIGKILL after `grace` s), then removes the
+        container. `drained`: nginx sends it nothing any more, so an app that does not
+        catch its stop signal is killed at once (waiting would not make it act on it).
+        Returns the grace given."""
 
     def port_holder(self, port: int) -> Optional[str]:
         """Who listens on the host's port already (a process line), or None."""

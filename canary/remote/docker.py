@@ -119,22 +119,52 @@ docker inspect --type container "$id" || exit 3
 _INSPECT_FAILED = 3
 
 
-# $1 seconds from SIGTERM to SIGKILL, $2 the container.
-_STOP_AND_REMOVE = 'docker stop -t "$1" "$2" >/dev/null 2>&1; docker rm -f "$2"'
+# $1: seconds from the stop signal to SIGKILL; $2: the container; $3: "drained" when nginx
+# sends it nothing any more. Then an app that does not catch its stop signal (its PID 1
+# has no handler for it: SigCgt in /proc) is killed at once: the kernel drops a signal
+# that the init of a PID namespace has no handler for, so the grace would only be waited
+# out. Only when /proc shows that very container's process (its cgroup names the
+# container), and for the stop signals named below; otherwise the grace stands.
+# Prints the grace given.
+_STOP_AND_REMOVE = r'''
+set -f
+grace=$1
+if [ "$3" = drained ] &&
+   info=$(docker inspect -f '{{.State.Pid}} {{.Id}} {{or (index .Config "StopSignal") "SIGTERM"}}' "$2" 2>/dev/null)
+then
+    set -- "$@" $info  # $4 pid, $5 id, $6 stop signal
+    case ${6#SIG} in
+        HUP|1) n=1 ;; INT|2) n=2 ;; QUIT|3) n=3 ;; USR1|10) n=10 ;; USR2|12) n=12 ;;
+        TERM|15) n=15 ;; WINCH|28) n=28 ;; *) n=0 ;;
+    esac
+    case $4 in ''|0|*[!0-9]*) n=0 ;; esac
+    caught=$(sed -n 's/^SigCgt:[[:space:]]*\([0-9a-f]\{16\}\)$/\1/p' "/proc/$4/status" 2>/dev/null)
+    if [ "$n" != 0 ] && [ -n "$caught" ] && grep -qF "$5" "/proc/$4/cgroup" 2>/dev/null &&
+       [ $(( 0x${caught#????????} >> (n - 1) & 1 )) = 0 ]; then
+        grace=0
+    fi
+fi
+echo "$grace"
+docker stop -t "$grace" "$2" >/dev/null 2>&1; docker rm -f "$2" >/dev/null
+'''
 
 
-def stop_and_remove(host: Host, name: str, timeout: int = 30, daemon_wait: float = 90) -> None:
-    """Stops (SIGTERM, then SIGKILL after `timeout` s: the app drains) and removes.
+def stop_and_remove(host: Host, name: str, timeout: int = 30, drained: bool = False,
+                    daemon_wait: float = 90) -> int:
+    """Stops (the stop signal, then SIGKILL after `timeout` s: the app drains) and removes.
+    `drained`: nothing is sent to it any more, so an app that would not act on the stop
+    signal is killed at once (see _STOP_AND_REMOVE). Returns the grace given.
 
     Waits out a Docker daemon that is restarting rather than leaving the container
     behind (with a restart policy it would come back by itself)."""
     deadline = time.monotonic() + daemon_wait
     while True:
         # One round trip: the stop (its outcome does not matter), then the removal.
-        status, _, err = host.run(["sh", "-c", _STOP_AND_REMOVE, "sh", str(timeout), name],
-                                  check=False, timeout=timeout + 60)
+        status, out, err = host.run(["sh", "-c", _STOP_AND_REMOVE, "sh", str(timeout), name,
+                                     "drained" if drained else ""], check=False, timeout=timeout + 60)
         if status == 0 or "No such container" in err:
-            return
+            grace = out.strip().splitlines()[-1:] or [""]
+            return int(grace[0]) if grace[0].isdigit() else timeout
         if time.monotonic() > deadline:
             raise RuntimeError(f"could not remove container {name}: {err.strip()[-200:]}")
         time.sleep(2)

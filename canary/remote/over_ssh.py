@@ -30,8 +30,8 @@ class SshContainers:
     def run(self, spec: ContainerSpec) -> Container:
         return docker.run(self.host, spec)
 
-    def stop_and_remove(self, name: str, grace: int) -> None:
-        docker.stop_and_remove(self.host, name, timeout=grace)
+    def stop_and_remove(self, name: str, grace: int, drained: bool = False) -> int:
+        return docker.stop_and_remove(self.host, name, timeout=grace, drained=drained)
 
     def port_holder(self, port: int) -> Optional[str]:
         return docker.port_holder(self.host, port)

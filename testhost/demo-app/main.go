@@ -13,6 +13,8 @@
 //	STARTUP_DELAY   wait before listening, e.g. "3s" (default 0)
 //	FAIL_AFTER      from this long after start, fail health and every page (e.g. "20s")
 //	PORT            port to listen on (default 8069)
+//	IGNORE_SIGTERM  "1": ignore SIGTERM and SIGINT, as an app whose PID 1 is a shell
+//	                wrapper does (only SIGKILL stops it)
 package main
 
 import (
@@ -78,7 +80,11 @@ func main() {
 
 	srv := &http.Server{Addr: ":" + port, Handler: mux}
 	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	if os.Getenv("IGNORE_SIGTERM") == "1" {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+	} else {
+		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	}
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)

@@ -87,6 +87,7 @@ class FakeHost:
     adopt: bool = False  # the stack may take over an unlabelled container of the app
     drains: bool = True  # nginx's old workers finish in time
     graces: dict[str, int] = field(default_factory=dict)  # container -> seconds to SIGKILL it was given
+    uncaught: set = field(default_factory=set)  # containers whose app does not catch its stop signal
 
     # -- what tests set up -------------------------------------------------------------
     def image(self, ref: str, behaviour: str = "healthy") -> "FakeHost":
@@ -161,14 +162,15 @@ class FakeHost:
         self._check()
         return c.view()
 
-    def stop_and_remove(self, name: str, grace: int) -> None:
+    def stop_and_remove(self, name: str, grace: int, drained: bool = False) -> int:
         self._op(f"stop:{name}")
-        self.graces[name] = grace
+        self.graces[name] = 0 if drained and name in self.uncaught else grace
         c = self.containers.pop(name, None)
         owner = c.labels.get("canary.stack") if c else None
         if c is not None and owner != self.stack and not (self.adopt and owner is None):
             self.violations.append(f"stopped {name}, which stack {self.stack} does not own")
         self._check()
+        return self.graces[name]
 
     def port_holder(self, port: int) -> Optional[str]:
         return self.taken_ports.get(port)

@@ -460,6 +460,21 @@ def test_a_drained_container_gets_a_short_stop_grace_an_undrained_one_the_full()
     assert r.h.graces == {"odoo": STOP_GRACE, "odoo-canary": STOP_GRACE}
 
 
+def test_a_drained_app_that_does_not_catch_its_stop_signal_gets_no_grace_an_undrained_one_the_full():
+    from canary.controller import STOP_GRACE
+    r = at_v1("v2", "v3")
+    r.h.uncaught = {"odoo", "odoo-canary"}
+    r.up("v2")
+    assert r.h.graces == {"odoo": 0, "odoo-canary": 0}
+    said = [line for line in r.lines if "does not catch its stop signal" in line]
+    assert [line.split(":")[0] for line in said] == ["odoo", "odoo-canary"], r.lines
+    r.lines.clear()
+    r.h.drains = False  # in flight still: it serves them until SIGKILL, SIGTERM or not
+    r.up("v3")
+    assert r.h.graces == {"odoo": STOP_GRACE, "odoo-canary": STOP_GRACE}
+    assert not [line for line in r.lines if "does not catch" in line]
+
+
 def test_a_health_wait_answers_as_soon_as_the_app_does():
     r = at_v1("v2", v2="slow:7")  # listens after 7 failed health checks
     r.h.clock = 0.0
