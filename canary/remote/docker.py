@@ -138,6 +138,7 @@ then
         TERM|15) n=15 ;; WINCH|28) n=28 ;; *) n=0 ;;
     esac
     case $4 in ''|0|*[!0-9]*) n=0 ;; esac
+    case $5 in ''|*[!0-9a-f]*) n=0 ;; esac  # (an empty id would match any cgroup line)
     caught=$(sed -n 's/^SigCgt:[[:space:]]*\([0-9a-f]\{16\}\)$/\1/p' "/proc/$4/status" 2>/dev/null)
     if [ "$n" != 0 ] && [ -n "$caught" ] && grep -qF "$5" "/proc/$4/cgroup" 2>/dev/null &&
        [ $(( 0x${caught#????????} >> (n - 1) & 1 )) = 0 ]; then
@@ -163,8 +164,8 @@ def stop_and_remove(host: Host, name: str, timeout: int = 30, drained: bool = Fa
         status, out, err = host.run(["sh", "-c", _STOP_AND_REMOVE, "sh", str(timeout), name,
                                      "drained" if drained else ""], check=False, timeout=timeout + 60)
         if status == 0 or "No such container" in err:
-            grace = out.strip().splitlines()[-1:] or [""]
-            return int(grace[0]) if grace[0].isdigit() else timeout
+            given = (out.strip().splitlines() or [""])[-1]  # (after any login-shell output)
+            return int(given) if given.isdigit() else timeout
         if time.monotonic() > deadline:
             raise RuntimeError(f"could not remove container {name}: {err.strip()[-200:]}")
         time.sleep(2)
