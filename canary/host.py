@@ -10,12 +10,10 @@ covered without a host.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ContextManager, Mapping, Optional, Protocol
+from typing import Callable, ContextManager, Mapping, Optional, Protocol
 
+from .analysis.result import Result
 from .spec import ContainerSpec
-
-if TYPE_CHECKING:  # the analysis runs over SSH and imports remote/, which imports this
-    from .analysis.runner import Result
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class Prober(Protocol):
     def health(self, port: int) -> ContextManager[Probe]:
         """A probe of the app's health path on the host's `port`, for a `with` block."""
 
-    def analyse(self, weight: int, log: Callable[[str], None]) -> "Result":
+    def analyse(self, weight: int, log: Callable[[str], None]) -> Result:
         """One analysis window of the canary at `weight` percent."""
 
 

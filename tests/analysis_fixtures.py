@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import random
 
-from canary.analysis import runner, traffic
+from canary.analysis import traffic
+from canary.analysis.result import Result, point
 from canary.analysis.verdict import CONTINUE, Evidence, Thresholds, judge
 
 STABLE_PORT, CANARY_PORT = 8069, 8070
@@ -48,11 +49,11 @@ def run(checks: int, interval: float, probes_per_check: int, stable_rps: float, 
         e.stable.merge(stats["stable"])
         e.minutes = i * interval / 60
         verdict = judge(e, thresholds, final=i == checks)
-        series.append(runner._point(i, i * interval - rnd.uniform(0, 0.4), e))
+        series.append(point(i, i * interval - rnd.uniform(0, 0.4), e))
         if verdict.status != CONTINUE:
             break
-    return runner.Result(verdict, e, weight, series[-1]["t"], series, planned_checks=checks,
-                         thresholds=thresholds).summary()
+    return Result(verdict, e, weight, series[-1]["t"], series, planned_checks=checks,
+                  thresholds=thresholds).summary()
 
 
 def _around(ms: float, spread: float = 0.35):

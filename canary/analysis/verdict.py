@@ -15,9 +15,17 @@ Rules, in order (thresholds from the stack config; the guide's defaults):
   4. latency: probe p95 or the canary's real-traffic p95 above `max_response_time`,
      or the canary's latency worse than `latency_factor` x stable's (probes: medians;
      real traffic: p95);
-  5. ERROR lines in the canary's container log above `max_error_logs_per_minute`;
-  6. the host metric command printed a number above `metric_max`, or no finite number at
-     all (it failed, timed out, printed text, NaN or infinity): fail closed.
+  5. ERROR lines in the container logs: once both backends saw `min_requests` real
+     requests, the canary's ERROR lines per request against stable's (an ERP answers a
+     failed JSON-RPC call with HTTP 200, so only its log tells): failed like a rate, when
+     the canary's exceeds stable's by more than `error_threshold` points. With less
+     traffic, the guide's absolute limit: `max_error_logs_per_minute`;
+  6. measurements (the host metric command, database connections, Prometheus queries):
+     one outside its limits, or no finite number at all (the source failed, timed out,
+     printed text, NaN or infinity): fail closed.
+
+A pass needs every source to have measured: a source that could not (its `unmeasured`
+note) turns a pass into INCONCLUSIVE (the canary is held, not promoted on a guess).
 """
 
 from __future__ import annotations
@@ -50,6 +58,35 @@ class Thresholds:
     max_consecutive_failures: int = 3
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """A number a source measured at its last check, with its limits (like Flagger's
+    metric templates). `value` None: it could not be measured (the gate fails closed)."""
+    name: str
+    value: Optional[float]
+    max: Optional[float] = None
+    min: Optional[float] = None
+    note: str = ""  # why there is no value
+
+    def problem(self) -> Optional[str]:
+        if self.max is None and self.min is None:
+            return None  # shown, not judged
+        if self.value is None or not math.isfinite(self.value):
+            return f"{self.name}: no number ({self.note or 'the source printed none'}): failing closed"
+        if self.max is not None and self.value > self.max:
+            return f"{self.name} {self.value:g} above its limit {self.max:g}"
+        if self.min is not None and self.value < self.min:
+            return f"{self.name} {self.value:g} below its limit {self.min:g}"
+        return None
+
+    def summary(self) -> dict:
+        return {"name": self.name, "value": self.value, "max": self.max, "min": self.min,
+                **({"note": self.note} if self.note else {})}
+
+
+HOST_METRIC = "host metric"
+
+
 @dataclass
 class Evidence:
     planned_probes: int
@@ -60,9 +97,21 @@ class Evidence:
     stable_probe_latencies: list[float] = field(default_factory=list)  # baseline
     canary: Backend = field(default_factory=Backend)
     stable: Backend = field(default_factory=Backend)
-    error_logs: int = 0
+    error_logs: int = 0  # ERROR lines in the canary's container log
+    stable_error_logs: int = 0  # ... and in production's, over the same window
     minutes: float = 0.0
-    metric: Optional[float] = None
+    measurements: dict[str, Measurement] = field(default_factory=dict)
+    # Sources that could not measure at their last check: name -> why (no pass then).
+    unmeasured: dict[str, str] = field(default_factory=dict)
+
+    def measure(self, m: Measurement) -> None:
+        self.measurements[m.name] = m
+
+    @property
+    def metric(self) -> Optional[float]:
+        """The host metric command's last number (None when not configured or unknown)."""
+        m = self.measurements.get(HOST_METRIC)
+        return m.value if m else None
 
     def add_probe(self, ok: bool, seconds: float) -> None:
         self.probes += 1
@@ -95,6 +144,22 @@ def _rate_rule(what: str, failures: int, total: int, planned: Optional[int], thr
     if total >= 20 and wilson_bounds(failures, total, EARLY_STOP_Z)[0] > t:
         return desc + " (99.9% confidence)"
     if final and total and rate > threshold:
+        return desc
+    return None
+
+
+def _log_lines_rule(e: Evidence, th: Thresholds, final: bool) -> Optional[str]:
+    """ERROR lines per real request, canary against stable (a line a request at most)."""
+    stable = min(e.stable_error_logs, e.stable.requests) / e.stable.requests
+    lines, n = min(e.error_logs, e.canary.requests), e.canary.requests
+    limit = stable + th.error_threshold / 100
+    rate = lines / n
+    desc = (f"{100 * rate:.1f} ERROR log lines per 100 requests in the canary ({e.error_logs}/{n}) against "
+            f"stable's {100 * stable:.1f} ({e.stable_error_logs}/{e.stable.requests}): more than "
+            f"{th.error_threshold:g} above it")
+    if n >= 20 and wilson_bounds(lines, n, EARLY_STOP_Z)[0] > limit:
+        return desc + " (99.9% confidence)"
+    if final and rate > limit:
         return desc
     return None
 
@@ -137,19 +202,21 @@ def judge(e: Evidence, th: Thresholds, final: bool) -> Verdict:
             if c95 > LATENCY_FLOOR and c95 > th.latency_factor * max(s95, 0.001):
                 return Verdict(FAIL, f"canary p95 latency {c95 * 1000:.0f}ms is more than "
                                      f"{th.latency_factor:g}x stable's {s95 * 1000:.0f}ms")
-    # 5. error logs
-    if e.minutes > 0:
+    # 5. error logs: against stable's when both had real traffic, else the guide's limit
+    if judged_traffic and e.stable.requests >= th.min_requests:
+        reason = _log_lines_rule(e, th, final)
+        if reason:
+            return Verdict(FAIL, reason)
+    elif e.minutes > 0:
         per_minute = e.error_logs / max(e.minutes, 1.0)
         if per_minute > th.max_error_logs_per_minute:
             return Verdict(FAIL, f"{per_minute:.1f} ERROR log lines a minute in the canary "
                                  f"(limit {th.max_error_logs_per_minute})")
-    # 6. host metric
-    if th.metric_max is not None:
-        if e.metric is None or not math.isfinite(e.metric):
-            return Verdict(FAIL, "the host metric command printed no number (it failed, timed out or "
-                                 "printed something else): failing closed")
-        if e.metric > th.metric_max:
-            return Verdict(FAIL, f"host metric {e.metric:g} above its limit {th.metric_max:g}")
+    # 6. measurements
+    for m in e.measurements.values():
+        reason = m.problem()
+        if reason:
+            return Verdict(FAIL, reason)
     if not final:
         return Verdict(CONTINUE, "")
     if e.probes < MIN_PROBES_TO_JUDGE and not judged_traffic:
@@ -159,4 +226,8 @@ def judge(e: Evidence, th: Thresholds, final: bool) -> Verdict:
              if judged_traffic else
              f"health checks alone ({e.probes}; no real traffic reached the canary: "
              f"{e.canary.requests} < min_requests {th.min_requests})")
+    if e.unmeasured:
+        return Verdict(INCONCLUSIVE, "; ".join(f"{what} could not be measured ({why})"
+                                               for what, why in e.unmeasured.items())
+                       + ": failed to measure, not promoting")
     return Verdict(PASS, f"healthy: {e.probe_error_rate:.1f}% health check errors, decided on {basis}")

@@ -6,6 +6,9 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
 from ..analysis import runner
+from ..analysis.result import Result
+from ..analysis.sources.probes import app_session, probe
+from ..analysis.sources.release import for_release
 from ..host import Container, HostOps, Probe, Split
 from ..render import lock_file
 from ..spec import ContainerSpec, ReleaseSpec
@@ -64,7 +67,8 @@ class NginxRouter:
 
 
 class SshProber:
-    """Probes through an SSH tunnel to the port on the host; the analysis as runner.py does it."""
+    """Probes through an SSH tunnel to the port on the host; the analysis from the
+    release's evidence sources (analysis/sources/) on this host."""
 
     def __init__(self, host: Host, spec: ReleaseSpec):
         self.host, self.spec = host, spec
@@ -72,14 +76,15 @@ class SshProber:
     @contextmanager
     def health(self, port: int) -> Iterator[Probe]:
         url_of = lambda local: f"http://127.0.0.1:{local}{self.spec.health_path}"  # noqa: E731
-        with self.host.forward(port) as local, runner.app_session() as session:
-            def probe() -> tuple[bool, str]:
-                ok, _, last = runner.probe(session, url_of(local), 5)
+        with self.host.forward(port) as local, app_session() as session:
+            def health() -> tuple[bool, str]:
+                ok, _, last = probe(session, url_of(local), 5)
                 return ok, last
-            yield probe
+            yield health
 
-    def analyse(self, weight: int, log: Callable[[str], None]) -> runner.Result:
-        return runner.analyse(self.host, self.spec, weight, log)
+    def analyse(self, weight: int, log: Callable[[str], None]) -> Result:
+        sources = for_release(self.host, self.spec, log)
+        return runner.analyse(sources, self.spec.analysis, self.spec.image, weight, log)
 
 
 class HostJournal:

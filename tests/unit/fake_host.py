@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
-from canary.analysis.runner import Result
+from canary.analysis.result import Result
 from canary.analysis.verdict import FAIL, PASS, Evidence, Verdict
 from canary.host import Container, HostOps
 from canary.remote import nginx

@@ -1,4 +1,4 @@
-"""Transport logic that needs no host: lock messages, unmeasured logs, webhook bounds, the
+"""Transport logic that needs no host: lock messages, webhook bounds, the
 SSH tunnel's ends."""
 
 import socket
@@ -6,8 +6,7 @@ import threading
 import time
 
 from canary import notify
-from canary.analysis.runner import app_session, unmeasured_logs
-from canary.analysis.verdict import CONTINUE, FAIL, INCONCLUSIVE, PASS, Verdict
+from canary.analysis.sources.probes import app_session
 from canary.remote.lock import answer_line, busy_message
 from canary.remote.ssh import Host, Target
 
@@ -29,15 +28,6 @@ def test_lock_answer_skips_what_a_login_shell_printed_first():
     assert answer_line(b"LOCKED\n") == "LOCKED"
     assert answer_line(b"motd\nLOCKED stack a") is None  # not a whole line yet
     assert answer_line(b"UNLOCKED\n") is None and answer_line(b"") is None
-
-
-def test_unmeasured_logs_turn_a_pass_into_inconclusive():
-    passed = Verdict(PASS, "healthy")
-    v = unmeasured_logs(passed, "`docker logs odoo-canary` failed (exit 1): Cannot connect")
-    assert v.status == INCONCLUSIVE and "could not be counted" in v.reason
-    assert unmeasured_logs(passed, None) == passed
-    for other in (Verdict(FAIL, "x"), Verdict(CONTINUE, "")):
-        assert unmeasured_logs(other, "unknown") == other
 
 
 def test_app_session_ignores_proxy_environment(monkeypatch):

@@ -1,14 +1,17 @@
 """The canary verdict (pure): fail fast when certain, pass only at the end."""
 
 from canary.analysis.traffic import Backend, parse
-from canary.analysis.verdict import (CONTINUE, FAIL, INCONCLUSIVE, PASS, Evidence, Thresholds, judge)
+from canary.analysis.verdict import (CONTINUE, FAIL, HOST_METRIC, INCONCLUSIVE, PASS, Evidence, Measurement,
+                                     Thresholds, judge)
 
 TH = Thresholds(error_threshold=5, max_response_time=2, latency_factor=2, min_requests=50,
                 max_error_logs_per_minute=10)
 
 
-def evidence(ok, failed, planned=300, **kw):
+def evidence(ok, failed, planned=300, metric="unset", metric_max=None, **kw):
     e = Evidence(planned_probes=planned, **kw)
+    if metric != "unset":  # the host metric command's number, as its source records it
+        e.measure(Measurement(HOST_METRIC, metric, max=metric_max))
     for _ in range(ok):
         e.add_probe(True, 0.01)
     for _ in range(failed):
@@ -67,9 +70,8 @@ def test_slow_canary_fails_on_latency_against_stable():
 def test_error_logs_and_metric():
     e = evidence(50, 0, minutes=2.0, error_logs=30)
     assert "ERROR log lines" in judge(e, TH, final=False).reason
-    th = Thresholds(**{**TH.__dict__, "metric_max": 80})
-    e = evidence(50, 0, metric=93.0)
-    assert "metric" in judge(e, th, final=False).reason
+    e = evidence(50, 0, metric=93.0, metric_max=80)
+    assert "metric" in judge(e, TH, final=False).reason
 
 
 def test_access_log_attributes_retries_to_each_backend():
@@ -104,13 +106,13 @@ def test_one_slow_probe_is_no_slow_canary():
 
 
 def test_metric_that_is_no_number_fails_closed():
-    th = Thresholds(**{**TH.__dict__, "metric_max": 80})
-    assert judge(evidence(290, 0, metric=42.0), th, final=True).status == PASS
+    assert judge(evidence(290, 0, metric=42.0, metric_max=80), TH, final=True).status == PASS
     for bad in (None, float("nan"), float("inf"), float("-inf")):
-        v = judge(evidence(290, 0, metric=bad), th, final=False)
+        v = judge(evidence(290, 0, metric=bad, metric_max=80), TH, final=False)
         assert v.status == FAIL and "no number" in v.reason, bad
-    # Without a metric configured, no metric is fine.
+    # Without a metric configured, no metric is fine; without a limit, it is only shown.
     assert judge(evidence(290, 0), TH, final=True).status == PASS
+    assert judge(evidence(290, 0, metric=None), TH, final=True).status == PASS
 
 
 class _MetricHost:
@@ -125,7 +127,7 @@ class _MetricHost:
 
 
 def test_metric_command_runs_under_a_timeout_and_only_finite_numbers_count():
-    from canary.analysis.runner import _metric, metric_timeout
+    from canary.analysis.sources.metric_command import metric_timeout, run_metric as _metric
     host = _MetricHost(0, "connections\n42.5\n")
     assert _metric(host, "psql -c 'x'", metric_timeout(30)) == 42.5
     assert host.argv == ["timeout", "-k", "5", "30", "sh", "-s"] and host.stdin == "psql -c 'x'\n"
@@ -134,3 +136,48 @@ def test_metric_command_runs_under_a_timeout_and_only_finite_numbers_count():
     for status, out in ((0, "nan"), (0, "inf"), (0, "-Infinity"), (0, "lots"), (0, ""), (124, ""),
                         (1, "12"), (0, "1e999")):
         assert _metric(_MetricHost(status, out), "x", 5) is None, (status, out)
+
+
+def _traffic(e, canary, stable, canary_lines, stable_lines):
+    e.canary = Backend(requests=canary, latencies=[0.01] * canary)
+    e.stable = Backend(requests=stable, latencies=[0.01] * stable)
+    e.error_logs, e.stable_error_logs, e.minutes = canary_lines, stable_lines, 2.0
+    return e
+
+
+def test_error_lines_are_judged_per_request_against_stables():
+    # A busy ERP whose routine ERROR lines stable logs too: no rollback, however many a minute.
+    busy = _traffic(evidence(100, 0), canary=400, stable=3600, canary_lines=80, stable_lines=720)
+    assert judge(busy, TH, final=True).status == PASS
+    # A canary whose RPCs fail with HTTP 200: a line for 1 in 4 requests, stable none.
+    failing = _traffic(evidence(100, 0), canary=200, stable=1800, canary_lines=50, stable_lines=0)
+    v = judge(failing, TH, final=False)
+    assert v.status == FAIL and "ERROR log lines per 100 requests" in v.reason and "stable's 0.0" in v.reason
+    # Within the threshold above stable's (5 points): judged only at the end, and passed.
+    near = _traffic(evidence(100, 0), canary=200, stable=1800, canary_lines=12, stable_lines=90)
+    assert judge(near, TH, final=False).status == CONTINUE
+    assert judge(near, TH, final=True).status == PASS
+
+
+def test_quiet_traffic_falls_back_to_the_guides_limit_a_minute():
+    quiet = _traffic(evidence(50, 0), canary=10, stable=90, canary_lines=30, stable_lines=0)
+    assert "ERROR log lines a minute" in judge(quiet, TH, final=False).reason
+
+
+def test_a_source_that_could_not_measure_makes_a_pass_inconclusive():
+    e = evidence(290, 0)
+    e.unmeasured["the ERROR log lines"] = "`docker logs odoo-canary` failed (exit 1): Cannot connect"
+    v = judge(e, TH, final=True)
+    assert v.status == INCONCLUSIVE and "could not be measured" in v.reason and "Cannot connect" in v.reason
+    # ... but never hides a failure.
+    e.add_probe(False, 0.01), e.add_probe(False, 0.01), e.add_probe(False, 0.01)
+    assert judge(e, TH, final=False).status == FAIL
+
+
+def test_measurements_outside_their_limits_fail():
+    e = evidence(290, 0)
+    e.measure(Measurement("database connections %", 85.0, max=80))
+    assert judge(e, TH, final=False).reason == "database connections % 85 above its limit 80"
+    e.measure(Measurement("database connections %", 12.0, max=80))
+    e.measure(Measurement("orders per minute", 3.0, min=10))
+    assert "below its limit 10" in judge(e, TH, final=False).reason
