@@ -90,6 +90,14 @@ class Settings:
     fleet: tuple[Target, ...] = ()
     canary_hosts: int = 1
     wave_size: int = 0
+    # The app's database (an ERP's): connections check, backups and the migration.
+    database_url: Optional[str] = field(repr=False, default=None)
+    max_db_connections: float = 80.0
+    migrate_command: Optional[tuple[str, ...]] = None
+    migrate_timeout: float = 1800.0
+    backup: bool = True
+    backup_image: Optional[str] = None
+    backup_keep: int = 5
 
     @property
     def is_fleet(self) -> bool:
@@ -156,6 +164,12 @@ def _registry_login_pair(r: Reader, v: dict) -> None:
                           "go together: set both, or neither for a registry that needs no login")
 
 
+def _backup_needs_database(r: Reader, v: dict) -> None:
+    if v["migrate_command"] and v["backup"] and not v["database_url"] and not r.problems:
+        r.problems.append("canary:migrate_command backs the database up first (canary:backup is true): set "
+                          "canary:database_url (--secret), or canary:backup false to migrate without a backup")
+
+
 def _canary_hosts_fit(r: Reader, v: dict) -> None:
     if v["hosts"] and v["canary_hosts"] and v["canary_hosts"] > len(v["hosts"]):
         r.problems.append(f"canary:canary_hosts = {v['canary_hosts']} is not allowed: an integer from 1 to the "
@@ -168,6 +182,7 @@ RULES: tuple[tuple[tuple[str, ...], Callable[[Reader, dict], None]], ...] = (
     (("metric_command", "metric_max"), _metric_pair),
     (("registry_username", "registry_password"), _registry_login_pair),
     (("hosts", "canary_hosts"), _canary_hosts_fit),
+    (("database_url", "migrate_command", "backup"), _backup_needs_database),
 )
 
 

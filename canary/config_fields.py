@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from . import config_readers as read
 from .config_readers import FORCE_TOKEN_ALLOWED
-from .config_values import (HOST_KEY_RE, IMAGE_RE, IPV4_RE, LOG_DIR, NAME_RE, NGINX_DIR, PROBE_URL_RE,
+from .config_values import (HOST_KEY_RE, IMAGE_REF_RE, IMAGE_RE, IPV4_RE, LOG_DIR, NAME_RE, NGINX_DIR, PROBE_URL_RE,
                             REGISTRY_RE, REGISTRY_USER_RE, RESTART_POLICIES, ROUTINGS, SERVER_NAME_RE, TAG_RE,
                             URL_PATH_RE, USER_RE, between, dir_under, duration, is_port, matches,
                             nginx_site, parse_bool, parse_float, parse_int)
@@ -245,6 +245,31 @@ FIELDS: tuple[Field, ...] = (
                "`--secret` keeps it secret"),
     Field("metric_max", "The highest number `metric_command` may print (set both or neither)", "a number",
           parse_float, lambda v: abs(v) < 1e12, bad=(*_without(NEGATIVE), TOO_BIG, NONSENSE)),
+    # -- the app's database: migrations, backups, connections (an ERP's) ----------------------
+    Field("database_url", "The app's PostgreSQL database as the droplet reaches it, "
+          "`postgresql://USER:PASSWORD@HOST:PORT/DB` (secret): backups before migrations and the connections check",
+          read.DATABASE_URL_ALLOWED, read=read.database_url, secret="must", default_doc="— (no database steps)",
+          bad=(*HOSTILE, "postgresql://odoo:pw@10.0.0.5:5432/odoo")),
+    Field("max_db_connections", "Highest client connections in percent of PostgreSQL's `max_connections` during "
+          "the analysis (the guide's Key Metrics: 80); with `database_url`",
+          "a percentage from 1 to 100", parse_float, between(1, 100), default=80.0, bad=(*HOSTILE, "0", "101")),
+    Field("migrate_command", "The release's migration, e.g. `odoo -u all --stop-after-init` or `trytond-admin -d "
+          "erp -u party`: run once in a one-off container of the new image (production's env and volumes) "
+          "before the canary takes traffic",
+          "the image's command line for the migration, one line under 1000 characters (split into words "
+          "as a shell would, never run by a shell on the host)", read=read.migrate_command,
+          bad=(LONG, "v1\nid", "a 'b")),
+    Field("migrate_timeout", "How long the migration may take before it is stopped and the release fails",
+          "a duration from 1s to 12h", duration("s"), between(1, 43200), default="30m",
+          bad=(*HOSTILE, "0", "13h")),
+    Field("backup", "`true`: `pg_dump -Fc` of `database_url` on the droplet before every migration (kept "
+          "`backup_keep`)", **BOOL, default=True, bad=(*HOSTILE, NONSENSE)),
+    Field("backup_image", "The image whose `pg_dump` makes the backup (PostgreSQL's major version at least the "
+          "server's), e.g. `postgres:16`", "an image reference such as postgres:16 or registry.example.com/pg:15",
+          matches(IMAGE_REF_RE), default_doc="the release's image (Odoo's ships `pg_dump`)",
+          bad=(*HOSTILE, "Postgres")),
+    Field("backup_keep", "How many backups the droplet keeps (the oldest go)", "an integer from 1 to 1000",
+          parse_int, between(1, 1000), default=5, bad=(*HOSTILE, "0", "10.5")),
     Field("notify_webhook", "Slack-compatible incoming webhook: canary started, promoted, holding, rolled back",
           "an http(s) URL of a Slack-compatible incoming webhook (set it with --secret)",
           read=read.notify_webhook, secret="should", attr=None, bad=(*HOSTILE, "http://a b", "ftp://10.0.0.5")),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .config_values import (ENV_NAME_RE, FORCE_TOKEN_RE, HOST_KEY_RE, USER_RE, WEBHOOK_RE, ConfigError, Reader,
@@ -299,3 +300,43 @@ def hosts(r: Reader, f: Field, values: dict) -> tuple[Target, ...]:
         addresses.add((address, port))
         targets.append(Target(address, port, user, host_key, values["ssh_private_key"] or "", name=name))
     return tuple(targets)
+
+
+# -- the app's database ------------------------------------------------------------------------
+DATABASE_URL_RE = re.compile(r"^postgres(?:ql)?://[^\s/@]+(?::[^\s/@]*)?@[A-Za-z0-9.-]+(?::\d{1,5})?/[A-Za-z0-9_.-]+"
+                             r"(?:\?[A-Za-z0-9_=&.-]*)?$")
+DATABASE_URL_ALLOWED = ("a PostgreSQL URL as the droplet reaches the database, "
+                        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, set with --secret")
+
+
+def database_url(r: Reader, f: Field, values: dict) -> Optional[str]:
+    """The app's PostgreSQL database (a password inside): a secret, never echoed."""
+    url = r.get("database_url")
+    if url in (None, ""):
+        return None
+    if "database_url" not in r.secret_keys:
+        r.problems.append("canary:database_url must be a secret: set it with "
+                          "`pulumi config set --secret database_url postgresql://...`")
+        return None
+    if not isinstance(url, str) or not DATABASE_URL_RE.fullmatch(url):
+        r.problems.append(f"canary:database_url (secret, not shown) is not allowed: {DATABASE_URL_ALLOWED}")
+        return None
+    return url
+
+
+def migrate_command(r: Reader, f: Field, values: dict) -> Optional[tuple[str, ...]]:
+    """The migration's argv: split as a shell would, and passed to `docker run` word by
+    word (no shell on the host ever sees it). A bad one is not echoed (long, multi-line)."""
+    text = r.get("migrate_command")
+    if text in (None, ""):
+        return None
+    try:
+        if not isinstance(text, str) or "\n" in text or len(text) >= 1000:
+            raise ValueError
+        argv = tuple(shlex.split(text))
+        if not argv:
+            raise ValueError
+        return argv
+    except ValueError:
+        r.problems.append(f"canary:migrate_command (not shown) is not allowed: {f.allowed}")
+        return None

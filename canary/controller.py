@@ -119,6 +119,7 @@ class Controller:
         self.promoting = False
         self.reverting_from: Optional[str] = None  # revert(): the fleet's failed revision
         self.production_problem: Optional[str] = None  # why production was not healthy
+        self.migrated = False  # this run migrated the database (a rollback cannot undo it)
         # Analysis reports (JSON + HTML) go here, on the machine running Pulumi.
         self.report_dir = os.environ.get("CANARY_REPORT_DIR", "reports") if report_dir is None else report_dir
         self.clock, self.sleep = clock, sleep
@@ -335,6 +336,8 @@ class Controller:
 
     def _deploy(self, action, h, o):
         self._check_port(self.spec.stable_port, ours_there=h.production is not None)
+        if action.migrate:
+            self._migrate()
         self._start("production")
         self._remove_canary()
         self._record(Outcome.DONE, no_canary=True, message=f"deployed {self.spec.image} to production")
@@ -365,7 +368,7 @@ class Controller:
         """To the desired revision without analysis: a temporary canary carries the
         traffic while production is replaced."""
         if not (o.canary_revision == self.spec.revision and o.canary_running):
-            if not self._start_canary(h):
+            if not self._start_canary(h, migrate=action.migrate):
                 return  # rolled back: production untouched
         self._promote_running_canary(h, o, reason=action.reason)
 
@@ -380,7 +383,7 @@ class Controller:
 
     def _analyse(self, action, h, o):
         if not action.reuse_canary:
-            if not self._start_canary(h):
+            if not self._start_canary(h, migrate=action.migrate):
                 return
         else:
             self.log(f"reusing the running canary {h.canary.id if h.canary else ''}")
@@ -427,12 +430,15 @@ class Controller:
         self._wait_healthy(spec.name, spec.host_port)
         return container
 
-    def _start_canary(self, h: HostState) -> bool:
-        """Starts the canary; on failure rolls back and returns False."""
+    def _start_canary(self, h: HostState, migrate: bool = False) -> bool:
+        """Starts the canary (after the release's migration, when it has one and plan.py
+        says it is due); on failure rolls back and returns False."""
         if h.canary is not None:
             self._remove_canary()
         self._check_port(self.spec.canary_port, ours_there=False)  # none, or just removed
         try:
+            if migrate:
+                self._migrate()
             self._start("canary")
             self.notify.send("started", f"canary {self.spec.image} started; analysing at "
                              f"{', '.join(f'{w}%' for w in self.spec.steps)} for "
@@ -443,6 +449,32 @@ class Controller:
             self._report(self.status.analysis)  # a canary that never started has a report too
             self._rollback(str(err))
             return False
+
+    def _migrate(self) -> None:
+        """The careful operator's order: a backup of the database, then the migration in a
+        one-off container of the new image (production's env and volumes), both before the
+        new revision takes any traffic; production keeps serving throughout. A failure
+        raises DeployError with production untouched (the backup stays)."""
+        m = self.spec.migration
+        if m is None:
+            return
+        if not self.ops.containers.image_exists(self.spec.ref):
+            raise DeployError(f"image {self.spec.ref} is not on the host: cannot run its migration")
+        if m.backup:
+            if self.ops.backups is None:
+                raise DeployError("the migration backs the database up first, but the release's provider has "
+                                  "no canary:database_url: set it (--secret), or canary:backup false")
+            self._journal("backing_up")
+            image = m.backup_image or self.spec.ref
+            self.log(f"backing up the database before the migration (pg_dump -Fc in {image})")
+            path, size = self.ops.backups.backup(image, self.spec.image, m.backup_keep, m.timeout)
+            self._set(last_backup=path)
+            self.log(f"backup: {path} ({size / 1e6:.1f} MB); the newest {m.backup_keep} are kept")
+        self._journal("migrating")
+        self.log(f"migrating: `{' '.join(m.command)[:200]}` in a one-off container of {self.spec.image} "
+                 f"(production keeps serving; at most {m.timeout:g}s)")
+        self.ops.containers.run_once(self.spec.container("migrate"), m.command, m.timeout, self.log)
+        self.migrated = True
 
     def _promote_or_pass_on(self, h: HostState, o: P.Observed, reason: str) -> None:
         if not self.promoted_by:
@@ -490,10 +522,14 @@ class Controller:
         self._remove_canary()
 
     def _rollback(self, reason: str) -> None:
+        kept = ""
+        if self.migrated:  # the schema stays migrated: production runs on it (expand/contract)
+            kept = (f". The database keeps {self.spec.image}'s migration; the backup made before it: "
+                    f"{self.status.last_backup or 'none (backup is false)'} (canary:restore_backup restores it)")
         # Recorded before anything else: a log line to a killed CLI already fails.
         self._record(Outcome.FAILED, no_canary=True, failed_revision=self.spec.revision,
                      failed_image=self.spec.image, failure_reason=reason,
-                     message=f"rolled back {self.spec.image}: {reason}")
+                     message=f"rolled back {self.spec.image}: {reason}{kept}")
         self._journal("rolling_back")
         self.log(f"ROLLING BACK {self.spec.image}: {reason}")
         self._remove_canary()

@@ -57,6 +57,11 @@ class Containers(Protocol):
 
     def logs_tail(self, name: str, lines: int) -> str: ...
 
+    def run_once(self, spec: ContainerSpec, command: tuple[str, ...], timeout: float,
+                 log: Callable[[str], None]) -> str:
+        """Runs `command` in a one-off container of `spec` (the migration), showing its
+        output; its last lines. A failure or a timeout raises DeployError."""
+
 
 class Router(Protocol):
     """The app's traffic split file in nginx; every change is tested and reloaded."""
@@ -79,6 +84,14 @@ class Prober(Protocol):
         """One analysis window of the canary at `weight` percent."""
 
 
+class Backups(Protocol):
+    """Dumps of the app's database on the host (when the stack names one)."""
+
+    def backup(self, image: str, label: str, keep: int, timeout: float) -> tuple[str, int]:
+        """`pg_dump -Fc` with `image`'s pg_dump, named after `label` (the release's tag);
+        (its path on the host, its size). Keeps the newest `keep`. Failure: DeployError."""
+
+
 class Journal(Protocol):
     """The record of this app on the host, written before each step acts."""
 
@@ -97,3 +110,4 @@ class HostOps:
     prober: Prober
     journal: Journal
     lock: Callable[[str], ContextManager[object]]  # the host lock, held by `holder`
+    backups: Optional[Backups] = None  # None: the stack names no database

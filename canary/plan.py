@@ -86,12 +86,15 @@ class Action:
     reuse_canary: bool = False
     reason: str = ""
     cleanup: bool = False  # blocked, but a canary of it is left over: remove it first
+    # The revision reaches users for the first time: the release's migration runs first
+    # (not for a rollback, a canary resumed, nor a fleet's later droplets: migrated already).
+    migrate: bool = False
 
 
 def plan(d: Desired, r: Recorded, o: Observed) -> Action:
     has_canary = o.canary_revision is not None or o.split_weight is not None
     if o.production_revision is None:
-        return Action(DEPLOY, reason="nothing runs in production yet")
+        return Action(DEPLOY, reason="nothing runs in production yet", migrate=True)
     if o.canary_revision is not None and o.production_healthy is False:
         # E.g. a promotion failed or was killed while the new production was starting.
         if d.revision == r.failed_revision and not d.retry and d.revision != o.production_revision:
@@ -115,7 +118,7 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
     if d.revision == r.previous_revision:  # (a canary of it, left by one cut short, is reused)
         return Action(REPLACE, reason="instant rollback to the previous production revision")
     if d.steps == (100,):
-        return Action(REPLACE, reason="canary_percentage is 100: promoting without analysis")
+        return Action(REPLACE, reason="canary_percentage is 100: promoting without analysis", migrate=True)
     if d.approved:
         return Action(REPLACE, reason=d.approved)
 
@@ -136,7 +139,7 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
         remaining = tuple(s for s in d.steps if s > r.passed_weight) or (target,)
         return Action(ANALYSE, steps=remaining, reuse_canary=True,
                       reason=f"held canary: analysing at {', '.join(map(str, remaining))}%")
-    return Action(ANALYSE, steps=d.steps, reuse_canary=canary_up,
+    return Action(ANALYSE, steps=d.steps, reuse_canary=canary_up, migrate=not canary_up,
                   reason="resuming with the running canary" if canary_up else "new canary")
 
 

@@ -39,9 +39,18 @@ def action_for(spec: ReleaseSpec, status: ReleaseStatus) -> P.Action:
 
 def describe(spec: ReleaseSpec, status: Optional[ReleaseStatus]) -> str:
     """The planned action in one line. `status` is None for a stack that never deployed."""
-    image = spec.image
     if status is not None:  # revisions recorded in an older form, in the current one
         status = status.with_(**{k: spec.canonical(getattr(status, k)) for k in REVISION_KEYS})
+    words = _words(spec, status)
+    m = spec.migration
+    if m and (status is None or action_for(spec, status).migrate):
+        backup = "back up the database (pg_dump), then " if m.backup else "no backup (backup is false), "
+        return f"{words}. First: {backup}migrate with `{' '.join(m.command)[:200]}` in a one-off container"
+    return words
+
+
+def _words(spec: ReleaseSpec, status: Optional[ReleaseStatus]) -> str:
+    image = spec.image
     if status is None:
         return f"first deploy: {image} straight to production (nothing runs there yet)"
     a = action_for(spec, status)

@@ -64,7 +64,7 @@ _say = engine_log.say  # progress lines, shown under the release (engine_log.py)
 # release's URN from it, so progress lines can name the resource).
 RELEASE_TYPE = "pulumi-python:dynamic/canary:Release"
 # The stack config configure() reads (a fleet's explicit providers are given these).
-PROVIDER_CONFIG_KEYS = (*TARGET_KEYS, "notify_webhook", "force_token")
+PROVIDER_CONFIG_KEYS = (*TARGET_KEYS, "notify_webhook", "force_token", "database_url")
 
 
 def _spec_inputs(props: dict) -> dict:
@@ -150,6 +150,7 @@ class ReleaseProvider(ResourceProvider):
         self.target_error: Optional[str] = None
         self.webhook: Optional[str] = None
         self.force_token = ""
+        self.database_url: Optional[str] = None
 
     def configure(self, req: ConfigureRequest) -> None:
         try:
@@ -157,6 +158,8 @@ class ReleaseProvider(ResourceProvider):
         except ConfigError as err:
             self.target_error = str(err)
         self.webhook = req.config.get("notify_webhook") or None
+        # The app's database (backups, the connections check): like the webhook, never an input.
+        self.database_url = req.config.get("database_url") or None
         # Forced routing's token: from the stack config, like the webhook, never an input.
         try:
             self.force_token = load_force_token(req.config.get)
@@ -183,12 +186,13 @@ class ReleaseProvider(ResourceProvider):
         from .remote.ssh import Host
         spec = spec_inputs if isinstance(spec_inputs, ReleaseSpec) else ReleaseSpec.from_inputs(spec_inputs)
         target = self._target(host_name or "")
-        redactor = redact.Redactor([*spec.secret_values(), self.webhook, self.force_token, target.private_key],
+        redactor = redact.Redactor([*spec.secret_values(), self.webhook, self.force_token, target.private_key,
+                                    self.database_url],
                                    public=spec.public_values())
         redact.install(redactor)
         host = Host(target, log=_say)
         notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say), redactor)
-        return Controller(over_ssh(host, spec), spec, _say, revision, notifier, self.force_token,
+        return Controller(over_ssh(host, spec, self.database_url), spec, _say, revision, notifier, self.force_token,
                           approved=approved, promoted_by=promoted_by), host
 
     @_reported
@@ -321,6 +325,7 @@ class Release(Resource, module="canary", name="Release"):
     failure_reason: pulumi.Output[str]
     message: pulumi.Output[str]
     analysis: pulumi.Output[Any]
+    last_backup: pulumi.Output[str]
     planned: pulumi.Output[str]  # what the update sets out to do, in words
     converged: pulumi.Output[bool]  # production runs this update's revision, no canary (fleet.py)
     desired_failed: pulumi.Output[bool]  # this update's revision was rolled back here

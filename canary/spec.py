@@ -48,10 +48,22 @@ class AnalysisSpec:
     probes_per_check: int
     thresholds: Thresholds
     metric_command: Optional[str] = None
+    # The limit of the database connections check (percent), when the stack names a database.
+    db_connections_max: Optional[float] = None
 
     @property
     def checks(self) -> int:
         return max(1, round(self.duration / self.interval))
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    """The release's database migration (controller: backup, then migrate, then canary)."""
+    command: tuple[str, ...]  # the image's argv, word by word
+    timeout: float
+    backup: bool
+    backup_image: str  # whose pg_dump makes the backup ("": the release's image)
+    backup_keep: int
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,7 @@ class ReleaseSpec:
     digest: str = ""  # the registry's sha256 digest of `image`; "" for an image already on the host
     canary_volumes: tuple[str, ...] = ()  # the canary's own mounts, replacing those of the same path
     promote: bool = False  # canary:promote names this release's tag: promote its held canary
+    migration: Optional[MigrationSpec] = None
     # The stack's key for revision digests: never an input, never in plain state.
     revision_key: str = field(default="", repr=False, compare=False)
 
@@ -118,12 +131,16 @@ class ReleaseSpec:
             canary_env=dict(s.canary_env), health_path=s.health_path, probe_url=s.probe_url,
             startup_timeout=s.startup_timeout, drain_timeout=s.drain_timeout, access_log=s.access_log,
             adopt=s.adopt, canary_volumes=s.canary_volumes, promote=s.promote == s.image_tag,
+            migration=MigrationSpec(command=s.migrate_command, timeout=s.migrate_timeout, backup=s.backup,
+                                    backup_image=s.backup_image or "", backup_keep=s.backup_keep)
+            if s.migrate_command else None,
             split=SplitSpec.from_settings(s),
             secret_inputs=tuple(k for k, secret in (("env", s.env_is_secret), ("canary_env", s.env_is_secret),
                                                     ("metric_command", s.metric_command_is_secret)) if secret),
             analysis=AnalysisSpec(
                 duration=s.monitoring_duration, interval=s.check_interval,
                 probes_per_check=s.probes_per_check, metric_command=s.metric_command,
+                db_connections_max=s.max_db_connections if s.database_url else None,
                 thresholds=Thresholds(
                     error_threshold=s.error_threshold, max_response_time=s.max_response_time,
                     latency_factor=s.latency_factor, min_requests=s.min_requests,
@@ -135,6 +152,8 @@ class ReleaseSpec:
         d["steps"], d["volumes"] = list(self.steps), list(self.volumes)
         d["canary_volumes"] = list(self.canary_volumes)
         d["secret_inputs"] = list(self.secret_inputs)
+        if self.migration:
+            d["migration"]["command"] = list(self.migration.command)
         return d
 
     def keyed(self, key: str) -> "ReleaseSpec":
@@ -170,6 +189,8 @@ class ReleaseSpec:
         d["volumes"] = tuple(d["volumes"])
         d["canary_volumes"] = tuple(d.get("canary_volumes") or ())
         d["secret_inputs"] = tuple(d.get("secret_inputs") or ())
+        m = d.get("migration")
+        d["migration"] = MigrationSpec(**{**_ints(m, ("backup_keep",)), "command": tuple(m["command"])}) if m else None
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -225,9 +246,10 @@ class ReleaseSpec:
         return tuple(v for v in self.volumes if v.split(":")[1] not in own) + self.canary_volumes
 
     def container(self, role: str) -> ContainerSpec:
+        """The production, canary or migrate (one-off, production's env and mounts) container."""
         canary = role == "canary"
         return ContainerSpec(
-            name=f"{self.app}-canary" if canary else self.app, image=self.ref,
+            name=f"{self.app}-{role}" if role in ("canary", "migrate") else self.app, image=self.ref,
             host_port=self.canary_port if canary else self.stable_port,
             container_port=self.container_port, bind_address=self.bind_address,
             restart_policy=self.restart_policy,

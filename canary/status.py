@@ -35,6 +35,7 @@ class ReleaseStatus:
     failure_reason: Optional[str] = None
     message: Optional[str] = None
     analysis: dict = field(default_factory=dict)  # the last analysis' summary
+    last_backup: Optional[str] = None  # the database dump made before the last migration (path on the host)
 
     # -- to and from the stack's outputs ------------------------------------------------
     @classmethod
@@ -56,7 +57,7 @@ class ReleaseStatus:
             canary_weight=int(get("canary_weight") or 0), passed_weight=int(get("passed_weight") or 0),
             failed_image=get("failed_image"), failed_revision=get("failed_revision"),
             failure_reason=get("failure_reason"), message=get("message"),
-            analysis=dict(get("analysis") or {}))
+            analysis=dict(get("analysis") or {}), last_backup=get("last_backup"))
 
     def to_outputs(self) -> dict:
         out: dict[str, Any] = {}
@@ -111,4 +112,4 @@ RECORD_KEYS = tuple(k for k in OUTPUT_KEYS if k not in ("analysis", "message"))
 
 # The release outputs the stack exports under the same name (program.py adds more).
 EXPORTED = ("phase", "production_image", "previous_image", "canary_image", "canary_weight",
-            "failed_image", "failure_reason", "message", "analysis")
+            "failed_image", "failure_reason", "message", "analysis", "last_backup")

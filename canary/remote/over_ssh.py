@@ -12,7 +12,7 @@ from ..analysis.sources.release import for_release
 from ..host import Container, HostOps, Probe, Split
 from ..render import lock_file
 from ..spec import ContainerSpec, ReleaseSpec
-from . import STATE_DIR, docker, nginx
+from . import STATE_DIR, database, docker, nginx
 from .lock import HostLock
 from .ssh import Host
 
@@ -43,6 +43,19 @@ class SshContainers:
         _, out, err = self.host.run(["docker", "logs", "--tail", str(lines), name], check=False)
         return out + err
 
+    def run_once(self, spec: ContainerSpec, command: tuple[str, ...], timeout: float,
+                 log: Callable[[str], None]) -> str:
+        return database.run_once(self.host, spec, command, timeout, log)
+
+
+class SshBackups:
+    def __init__(self, host: Host, app: str, url: str):
+        self.host, self.app, self.url = host, app, url
+
+    def backup(self, image: str, label: str, keep: int, timeout: float) -> tuple[str, int]:
+        return database.backup(self.host, self.app, self.url, image, database.backup_name(self.app, label),
+                               keep, timeout)
+
 
 class NginxRouter:
     def __init__(self, host: Host, split_path: str):
@@ -70,8 +83,8 @@ class SshProber:
     """Probes through an SSH tunnel to the port on the host; the analysis from the
     release's evidence sources (analysis/sources/) on this host."""
 
-    def __init__(self, host: Host, spec: ReleaseSpec):
-        self.host, self.spec = host, spec
+    def __init__(self, host: Host, spec: ReleaseSpec, database_url: Optional[str] = None):
+        self.host, self.spec, self.database_url = host, spec, database_url
 
     @contextmanager
     def health(self, port: int) -> Iterator[Probe]:
@@ -83,7 +96,7 @@ class SshProber:
             yield health
 
     def analyse(self, weight: int, log: Callable[[str], None]) -> Result:
-        sources = for_release(self.host, self.spec, log)
+        sources = for_release(self.host, self.spec, log, self.database_url)
         return runner.analyse(sources, self.spec.analysis, self.spec.image, weight, log)
 
 
@@ -105,7 +118,8 @@ class HostJournal:
         self.host.sh('rm -f "$1"/*.env "$1"/journal.json', self.dir, check=False)
 
 
-def over_ssh(host: Host, spec: ReleaseSpec) -> HostOps:
+def over_ssh(host: Host, spec: ReleaseSpec, database_url: Optional[str] = None) -> HostOps:
     return HostOps(containers=SshContainers(host), router=NginxRouter(host, spec.split.split_path),
-                   prober=SshProber(host, spec), journal=HostJournal(host, spec.app),
-                   lock=lambda holder: HostLock(host, lock_file(spec.app), holder))
+                   prober=SshProber(host, spec, database_url), journal=HostJournal(host, spec.app),
+                   lock=lambda holder: HostLock(host, lock_file(spec.app), holder),
+                   backups=SshBackups(host, spec.app, database_url) if database_url else None)

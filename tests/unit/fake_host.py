@@ -20,6 +20,7 @@ from typing import Callable, Iterator, Optional
 
 from canary.analysis.result import Result
 from canary.analysis.verdict import FAIL, PASS, Evidence, Verdict
+from canary.errors import DeployError
 from canary.host import Container, HostOps
 from canary.remote import nginx
 from canary.remote.ssh import RemoteError
@@ -88,6 +89,10 @@ class FakeHost:
     drains: bool = True  # nginx's old workers finish in time
     graces: dict[str, int] = field(default_factory=dict)  # container -> seconds to SIGKILL it was given
     uncaught: set = field(default_factory=set)  # containers whose app does not catch its stop signal
+    # The app's database: the migrations that ran (image, command) and the backups made.
+    database: bool = False
+    migrations: list = field(default_factory=list)
+    backups: list = field(default_factory=list)
 
     # -- what tests set up -------------------------------------------------------------
     def image(self, ref: str, behaviour: str = "healthy") -> "FakeHost":
@@ -106,7 +111,7 @@ class FakeHost:
 
     def ops(self) -> HostOps:
         return HostOps(containers=self, router=_Router(self), prober=_Prober(self), journal=_Journal(self),
-                       lock=self._lock)
+                       lock=self._lock, backups=_Backups(self) if self.database else None)
 
     def sleep(self, seconds: float) -> None:
         self.clock += seconds
@@ -178,6 +183,15 @@ class FakeHost:
     def logs_tail(self, name: str, lines: int) -> str:
         return "panic: cannot start"
 
+    def run_once(self, spec: ContainerSpec, command: tuple, timeout: float, log) -> str:
+        """A migration: fails as its image's behaviour says ("migration-fails")."""
+        self._op(f"migrate:{spec.image}")
+        self.migrations.append((spec.image, command, dict(spec.env)))
+        self._check()
+        if self.images.get(spec.image) == "migration-fails":
+            raise DeployError(f"the migration `{' '.join(command)}` failed (exit 1): ERROR: column exists")
+        return "done"
+
     # -- the lock ------------------------------------------------------------------------
     @contextmanager
     def _lock(self, holder: str) -> Iterator[None]:
@@ -231,6 +245,17 @@ class _Prober:
         status, reason = self.h.verdicts.get(weight) or (
             (PASS, "healthy") if canary is not None and canary.healthy else (FAIL, "5xx 100% above 5%"))
         return Result(Verdict(status, reason), Evidence(planned_probes=1), weight, 1.0, [])
+
+
+class _Backups:
+    def __init__(self, host: FakeHost):
+        self.h = host
+
+    def backup(self, image: str, label: str, keep: int, timeout: float) -> tuple[str, int]:
+        self.h._op("backup")
+        path = f"/var/lib/canary/{self.h.app}/backups/{self.h.app}-{len(self.h.backups)}-{label.split(':')[-1]}.dump"
+        self.h.backups = (self.h.backups + [path])[-keep:]
+        return path, 1234
 
 
 class _Journal:

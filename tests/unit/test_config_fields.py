@@ -113,7 +113,8 @@ def test_structured_keys_are_decoded_from_json():
 # A well-formed value of each key that must be a secret (with what it needs), refused
 # when set in plain text.
 WELL_FORMED_SECRETS = {"force_token": ("a" * 24, {}),
-                       "registry_password": ("pa55word-123", {"registry_username": "ci"})}
+                       "registry_password": ("pa55word-123", {"registry_username": "ci"}),
+                       "database_url": ("postgresql://erp:s3cret-pw@172.17.0.1:5432/erp", {})}
 
 
 def test_keys_that_must_be_secret_are_refused_in_plain_text():
@@ -136,3 +137,28 @@ def test_the_config_layer_does_not_import_the_remote_layer():
             "print(sorted(m for m in sys.modules if m.startswith('canary.remote') or m == 'paramiko'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_database_keys_make_the_migration_and_the_connections_check():
+    from canary.spec import ReleaseSpec
+    url = "postgresql://erp:s3cret-pw@172.17.0.1:5432/erp"
+    values = {**BASE_CONFIG, "database_url": url, "migrate_command": "trytond-admin -d erp -u 'party country'",
+              "backup_image": "127.0.0.1:5000/canary-erp-db:15"}
+    s = _load_as_the_program_does(values, secret_keys=frozenset({"database_url"}))
+    assert s.migrate_command == ("trytond-admin", "-d", "erp", "-u", "party country")
+    spec = ReleaseSpec.from_settings(s)
+    assert spec.migration.backup and spec.migration.backup_keep == 5 and spec.migration.timeout == 1800
+    assert spec.analysis.db_connections_max == 80
+    assert ReleaseSpec.from_inputs(spec.to_inputs()) == spec  # through the engine and back
+    assert url not in repr(s) and url not in str(spec.to_inputs())  # the URL is no input
+    # A migration backs up first: without a database, say so (or backup false).
+    with pytest.raises(ConfigError) as err:
+        _load_as_the_program_does({**BASE_CONFIG, "migrate_command": "odoo -u all --stop-after-init"})
+    assert "canary:migrate_command backs the database up first" in str(err.value)
+    s = _load_as_the_program_does({**BASE_CONFIG, "migrate_command": "odoo -u all", "backup": "false"})
+    assert ReleaseSpec.from_settings(s).analysis.db_connections_max is None
+    # A malformed URL is refused without showing it.
+    with pytest.raises(ConfigError) as err:
+        _load_as_the_program_does({**BASE_CONFIG, "database_url": "mysql://erp:pw@db/erp"},
+                                  secret_keys=frozenset({"database_url"}))
+    assert "canary:database_url (secret, not shown) is not allowed" in str(err.value) and "pw@" not in str(err.value)

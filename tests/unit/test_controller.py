@@ -594,3 +594,88 @@ def test_a_stage_killed_while_the_container_starts_is_taken_up_by_the_release():
                    approved="passed on the canary droplets web-1")
     assert c.reconcile(r.outputs).to_outputs()["phase"] == "promoted"
     assert running(r.h) == {"odoo": "odoo-erp:v2"} and r.h.split is None and not r.h.violations
+
+
+# -- the release's migration: backup -> migrate -> canary -> analysis -> promote -------------
+def migrating_spec(tag, **over):
+    values = {**BASE, "image_tag": tag, "migrate_command": "trytond-admin -d erp -u party",
+              **{k: str(v).lower() if isinstance(v, bool) else v for k, v in over.items()}}
+    # (database_url is read by the provider; the fake host stands in for the database)
+    return ReleaseSpec.from_settings(load(values.get, "production")
+                                     if "backup" in over else _with_url(values)).keyed(REVISION_KEY)
+
+
+def _with_url(values):
+    values = {**values, "database_url": "postgresql://erp:pw@172.17.0.1:5432/erp"}
+    return load(values.get, "production", frozenset({"database_url"}))
+
+
+def up(h, outputs, tag, lines=None, **over):
+    c = Controller(h.ops(), migrating_spec(tag, **over), (lines if lines is not None else []).append,
+                   report_dir="", clock=h.now, sleep=h.sleep)
+    return c.reconcile(outputs).to_outputs()
+
+
+def test_a_release_backs_up_then_migrates_before_its_canary_takes_traffic():
+    h = host("v1", "v2")
+    h.database = True
+    first = up(h, {}, "v1")
+    assert h.events.index("backup") < h.events.index("migrate:odoo-erp:v1") < h.events.index("run:odoo")
+    assert first["last_backup"].endswith("-v1.dump")
+    h.events.clear()
+    lines = []
+    out = up(h, first, "v2", lines)
+    ev = h.events
+    assert ev.index("backup") < ev.index("migrate:odoo-erp:v2") < ev.index("run:odoo-canary") < ev.index("run:odoo")
+    assert out["phase"] == "promoted" and out["last_backup"].endswith("-v2.dump")
+    assert any(line.startswith("migrating: `trytond-admin -d erp -u party`") for line in lines)
+    assert len(h.migrations) == 2 and h.violations == []
+    # An instant rollback to v1 runs no migration (v1's schema is older: expand/contract).
+    h.events.clear()
+    up(h, out, "v1")
+    assert len(h.migrations) == 2 and "backup" not in h.events
+
+
+def test_a_failed_migration_fails_the_release_with_production_untouched():
+    h = host("v1", "v2", v2="migration-fails")
+    h.database = True
+    first = up(h, {}, "v1")
+    production = h.containers["odoo"].image
+    h.events.clear()
+    out = up(h, first, "v2")
+    assert out["phase"] == "rolled_back" and "the migration" in out["failure_reason"]
+    assert "run:odoo-canary" not in h.events and h.containers["odoo"].image == production
+    assert set(h.containers) == {"odoo"} and h.split is None and out["last_backup"].endswith("-v2.dump")
+    # The same tag again is refused with the reason (no second migration) until retry.
+    h.events.clear()
+    with pytest.raises(CanaryError, match="the migration"):
+        up(h, out, "v2")
+    assert "backup" not in h.events and len(h.migrations) == 2
+
+
+def test_a_rollback_after_the_migration_says_the_schema_stays_migrated():
+    h = host("v1", "v2")
+    h.database = True
+    h.verdicts[10] = ("fail", "real traffic error rate 30% above the 5% threshold")
+    first = up(h, {}, "v1")
+    out = up(h, first, "v2")
+    assert out["phase"] == "rolled_back"
+    assert "The database keeps odoo-erp:v2's migration" in out["message"] and out["last_backup"] in out["message"]
+
+
+def test_a_resumed_canary_is_not_migrated_again():
+    h = host("v1", "v2")
+    h.database = True
+    h.failures["analyse:10"] = Killed()
+    first = up(h, {}, "v1")
+    with pytest.raises(Killed):
+        up(h, first, "v2")
+    assert len(h.migrations) == 2
+    up(h, first, "v2")  # the canary runs: resumed, analysed, promoted
+    assert len(h.migrations) == 2
+
+
+def test_without_a_backup_the_migration_runs_alone():
+    h = host("v1", "v2")
+    out = up(h, {}, "v1", backup=False)
+    assert "backup" not in h.events and len(h.migrations) == 1 and out["last_backup"] == ""

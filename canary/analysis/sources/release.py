@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from . import Source
 from .access_log import AccessLog
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from ...spec import ReleaseSpec
 
 
-def for_release(host: Host, spec: ReleaseSpec, log: Callable[[str], None]) -> list[Source]:
+def for_release(host: Host, spec: ReleaseSpec, log: Callable[[str], None],
+                database_url: Optional[str] = None) -> list[Source]:
     a = spec.analysis
     th = a.thresholds
     sources: list[Source] = [
@@ -27,4 +28,7 @@ def for_release(host: Host, spec: ReleaseSpec, log: Callable[[str], None]) -> li
     ]
     if a.metric_command:
         sources.append(HostMetric(host, a.metric_command, th.metric_max, a.interval))
+    if database_url and a.db_connections_max is not None:
+        from .postgres import DatabaseConnections  # (imports psycopg when first asked)
+        sources.append(DatabaseConnections(host, database_url, a.db_connections_max))
     return sources

@@ -1,0 +1,165 @@
+"""The app's database on the host: a backup before a migration, and the migration in a
+one-off container of the new image.
+
+The backup is PostgreSQL's own `pg_dump -Fc`, run in a container of `backup_image`
+(host network: it reaches the database as the droplet does) that writes into
+STATE_DIR/APP/backups through a bind mount, so a full disk fails pg_dump itself. The
+connection goes in libpq's PG* variables through an env file (mode 600, removed after):
+never on a command line. A dump is written as `.partial` and renamed once complete;
+the oldest beyond `keep` are removed.
+
+The migration runs detached (`docker run -d`) and is followed by polling its log, so a
+long one shows progress, a dropped SSH connection does not kill it, and a CLI killed
+meanwhile leaves it to finish: the next run waits for it before anything else.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Callable, Optional, Sequence
+from urllib.parse import unquote, urlsplit
+
+from ..errors import DeployError
+from ..spec import ContainerSpec
+from . import STATE_DIR
+from .docker import run_argv
+from .ssh import Host
+
+POLL = 1.0  # s between looks at a running migration
+SHOWN_LINES = 20  # of a migration's output per look (the rest is counted)
+
+
+def pg_env(url: str) -> dict[str, str]:
+    """libpq's variables for a postgresql:// URL (pg_dump reads them, no argument needed)."""
+    u = urlsplit(url)
+    env = {"PGHOST": u.hostname or "127.0.0.1", "PGPORT": str(u.port or 5432),
+           "PGUSER": unquote(u.username or ""), "PGPASSWORD": unquote(u.password or ""),
+           "PGDATABASE": u.path.lstrip("/")}
+    return {k: v for k, v in env.items() if v}
+
+
+def backup_name(app: str, image: str, at: Optional[float] = None) -> str:
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "_", image.rsplit(":", 1)[-1])[:60]
+    return f"{app}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(at))}-{tag}.dump"
+
+
+# $1 backups dir, $2 file name, $3 env file, $4 image, $5 container name, $6 how many to keep.
+_BACKUP = r'''
+set -u
+dir=$1 name=$2
+rm -f "$dir"/*.partial
+docker rm -f "$5" >/dev/null 2>&1
+docker run --rm --name "$5" --network host --user 0:0 --env-file "$3" -v "$dir:/backups" \
+    --entrypoint pg_dump "$4" -Fc -f "/backups/$name.partial"
+status=$?
+rm -f "$3"
+if [ $status != 0 ]; then rm -f "$dir/$name.partial"; exit $status; fi
+mv "$dir/$name.partial" "$dir/$name" && chmod 600 "$dir/$name" || exit 1
+ls -1t "$dir"/*.dump | tail -n +$(( $6 + 1 )) | while read -r old; do rm -f -- "$old"; done
+stat -c %s "$dir/$name"
+'''
+
+
+def backup(host: Host, app: str, url: str, image: str, name: str, keep: int, timeout: float) -> tuple[str, int]:
+    """Dumps the database into STATE_DIR/APP/backups/NAME; (its path, its size in bytes)."""
+    app_dir = f"{STATE_DIR}/{app}"
+    backups = f"{app_dir}/backups"
+    env_file = f"{app_dir}/backup.env"
+    host.run(["install", "-d", "-m", "700", app_dir, backups])
+    host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in pg_env(url).items()), mode=0o600)
+    status, out, err = host.run(["sh", "-c", _BACKUP, "sh", backups, name, env_file, image, f"{app}-backup",
+                                 str(keep)], check=False, timeout=timeout)
+    if status != 0:
+        raise DeployError(f"the backup of the database failed (pg_dump in {image}, exit {status}): "
+                          f"{(err or out).strip()[-400:]}")
+    size = (out.strip().splitlines() or ["0"])[-1]
+    return f"{backups}/{name}", int(size) if size.isdigit() else 0
+
+
+# $1 the container; prints its log from line $2 on (at most $3 lines), then a last line
+# "canary:state STATUS EXITCODE LINES" (LINES: how many lines its log has in all).
+_FOLLOW = r'''
+n=$(docker logs "$1" 2>&1 | wc -l)
+docker logs "$1" 2>&1 | tail -n +"$2" | head -n "$3"
+echo "canary:state $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$1" 2>/dev/null || echo gone 0) $n"
+'''
+
+
+def _look(host: Host, name: str, seen: int) -> tuple[str, int, int, list[str]]:
+    """(state, exit code, lines in its log, new lines shown) of a one-off container."""
+    out = host.sh(_FOLLOW, name, str(seen + 1), str(SHOWN_LINES), check=False)
+    lines = out.rstrip("\n").split("\n")
+    state = next((x for x in reversed(lines) if x.startswith("canary:state ")), "canary:state gone 0 0")
+    _, status, code, total = (state.split() + ["0", "0"])[:4]
+    new = [x for x in lines[:lines.index(state)] if x] if state in lines else []
+    return status, int(code) if code.lstrip("-").isdigit() else -1, int(total) if total.isdigit() else seen, new
+
+
+def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: float,
+             log: Callable[[str], None], what: str = "migration",
+             clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Runs `command` in a one-off container (`spec`: the image, env, volumes, labels),
+    showing its output; returns its last lines. Raises DeployError when it fails or
+    outlives `timeout` (then it is removed)."""
+    name = spec.name
+    _finish_leftover(host, name, timeout, log, what, clock, sleep)
+    app_dir = f"{STATE_DIR}/{spec.labels.get('canary.app', name)}"
+    env_file = f"{app_dir}/{name}.env"
+    host.run(["install", "-d", "-m", "700", app_dir])
+    host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in sorted(spec.env.items())), mode=0o600)
+    argv = _one_off(run_argv(spec, env_file)) + list(command)
+    status, out, err = host.run(argv, check=False)
+    if status != 0:
+        raise DeployError(f"the {what} container could not start: {(err or out).strip()[-300:]}")
+    start, seen, last = clock(), 0, []
+    try:
+        while True:
+            state, code, total, new = _look(host, name, seen)
+            for line in new:
+                log(f"{what}: {line[:300]}")
+            skipped = max(0, total - seen - len(new))
+            if skipped:
+                log(f"{what}: ... {skipped} more lines")
+            last, seen = (last + new)[-SHOWN_LINES:], total
+            if state not in ("running", "created"):
+                if code != 0:
+                    raise DeployError(f"the {what} `{' '.join(command)[:200]}` failed (exit {code}): "
+                                      + " | ".join(last[-5:])[-600:])
+                log(f"{what} finished in {clock() - start:.0f}s")
+                return "\n".join(last)
+            if clock() - start > timeout:
+                raise DeployError(f"the {what} `{' '.join(command)[:200]}` did not finish within "
+                                  f"{timeout:g}s: stopped")
+            sleep(POLL)
+    finally:
+        host.run(["docker", "rm", "-f", name], check=False)
+        host.run(["rm", "-f", env_file], check=False)
+
+
+def _one_off(argv: list[str]) -> list[str]:
+    """`docker run -d` of a service container without its port, restart policy and stop
+    timeout: a one-off publishes nothing and is never restarted."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if not skip and a not in ("-p", "--restart", "--stop-timeout"):
+            out.append(a)
+        skip = not skip and a in ("-p", "--restart", "--stop-timeout")
+    return out
+
+
+def _finish_leftover(host: Host, name: str, timeout: float, log: Callable[[str], None], what: str,
+                     clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+    """An earlier run's one-off (its CLI was killed): let it finish, then remove it, so
+    two migrations never run at once."""
+    start, said = clock(), False
+    while clock() - start <= timeout:
+        status, out, _ = host.run(["docker", "inspect", "-f", "{{.State.Status}}", name], check=False)
+        if status != 0 or out.strip() not in ("running", "created", "restarting"):
+            break
+        if not said:
+            log(f"an earlier {what} ({name}) still runs (its CLI was stopped?): waiting for it to finish")
+            said = True
+        sleep(POLL)
+    host.run(["docker", "rm", "-f", name], check=False)
