@@ -8,6 +8,8 @@
 #   testhost.sh push IMAGE TAG   push a local image as the registry's canary-demo:TAG
 #   testhost.sh status   what runs, and the pinned host key
 #   testhost.sh reset    remove the app's containers and nginx files (clean host)
+#   testhost.sh erp      build the ERP images (Tryton, PostgreSQL: testhost/erp.sh) and push
+#                        them to the registry; `start` does it too when TESTHOST_ERP=1
 #
 # Keys live in $TESTHOST_DIR (default /var/lib/canary-testhost): a client key pair for
 # root (id_ed25519) and the sshd host key, whose public half is the key stacks pin.
@@ -254,8 +256,14 @@ cmd_start() {
     build_images
     start_registry
     push_images
+    if [ "${TESTHOST_ERP:-0}" = 1 ]; then cmd_erp; fi
     bash "$here/fleet.sh" start # three more hosts at 10.231.N.2 (N = 1..3)
     log "ready: ssh -p $SSH_PORT -i $TESTHOST_DIR/id_ed25519 root@127.0.0.1"
+}
+
+cmd_erp() {
+    bash "$here/erp.sh" build
+    bash "$here/erp.sh" push
 }
 
 cmd_stop() {
@@ -297,5 +305,6 @@ push) registry_push "$2" "$3" ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 reset) cmd_reset ;;
-*) echo "usage: $0 start|stop|status|reset|push IMAGE TAG" >&2; exit 2 ;;
+erp) start_dockerd; start_registry; cmd_erp ;;
+*) echo "usage: $0 start|stop|status|reset|erp|push IMAGE TAG" >&2; exit 2 ;;
 esac
