@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from . import config_readers as read
 from .config_readers import FORCE_TOKEN_ALLOWED
-from .config_values import (HOST_KEY_RE, IMAGE_REF_RE, IMAGE_RE, IPV4_RE, LOG_DIR, NAME_RE, NGINX_DIR, PROBE_URL_RE,
+from .config_values import (BODY_SIZE_RE, HOST_KEY_RE, IMAGE_REF_RE, IMAGE_RE, IPV4_RE, LOG_DIR, NAME_RE, NGINX_DIR, PROBE_URL_RE,
                             REGISTRY_RE, REGISTRY_USER_RE, RESTART_POLICIES, ROUTINGS, SERVER_NAME_RE, TAG_RE,
                             URL_PATH_RE, USER_RE, between, dir_under, duration, is_port, matches,
                             nginx_site, parse_bool, parse_float, parse_int)
@@ -216,6 +216,16 @@ FIELDS: tuple[Field, ...] = (
     Field("nginx_log_dir", "Directory of the access log the analysis reads, under `/var/log/`",
           "a directory under /var/log/ such as /var/log/nginx (absolute, no '.', '..', '//' or trailing '/')",
           dir_under(LOG_DIR), default="/var/log/nginx", bad=(*HOSTILE, *BAD_DIRS)),
+    Field("max_body_size", "nginx `client_max_body_size`: the largest request body (an ERP's uploads and "
+          "imports; nginx's own default, 1m, breaks them)", "a size such as 200m, 1g or 512k (0: no limit)",
+          matches(BODY_SIZE_RE), default="200m", bad=(*HOSTILE, "2 g", NONSENSE)),
+    Field("proxy_timeout", "How long nginx waits for the app's answer (an ERP's long reports and imports)",
+          "a duration from 1s to 1h", duration("s"), between(1, 3600), default="720s",
+          bad=(*HOSTILE, "0", "2h")),
+    Field("websocket_paths", "Paths proxied as WebSocket / long-polling (Odoo's `/websocket`, `/longpolling`), "
+          "routed to the same backend as the client's pages", "a list of URL paths such as ['/websocket'] "
+          "(at most 16, not '/'; [] for none)", read=read.websocket_paths, structured=True,
+          default_doc="`['/websocket', '/longpolling']`", bad=(*_without(A_LIST), '["/"]', '["a b"]')),
     Field("routing", "`cookie` (exact weighted round-robin + sticky cookie), `ip_hash` (the guide's) or `hash`",
           "one of " + ", ".join(ROUTINGS), check=lambda v: v in ROUTINGS, default="cookie",
           bad=(*HOSTILE, NONSENSE)),

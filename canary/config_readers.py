@@ -14,7 +14,7 @@ import re
 import shlex
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .config_values import (ENV_NAME_RE, FORCE_TOKEN_RE, HOST_KEY_RE, USER_RE, WEBHOOK_RE, ConfigError, Reader,
+from .config_values import (ENV_NAME_RE, FORCE_TOKEN_RE, HOST_KEY_RE, URL_PATH_RE, USER_RE, WEBHOOK_RE, ConfigError, Reader,
                             default_registry, is_host, is_port,
                             force_network, mount_source_allowed, parse_int, volume)
 from .target import Target
@@ -41,6 +41,19 @@ def canary_steps(r: Reader, f: Field, values: dict) -> tuple[int, ...]:
     except (ValueError, TypeError):
         r.problems.append(f"canary:{f.name} = {str(raw)[:60]!r} is not allowed: {f.allowed}")
         return ()
+
+
+def websocket_paths(r: Reader, f: Field, values: dict) -> tuple[str, ...]:
+    raw = r.get(f.name)
+    if raw is None:
+        raw = ["/websocket", "/longpolling"]
+    if raw in ("", []):
+        return ()
+    if not isinstance(raw, list) or len(raw) > 16 or not all(
+            isinstance(p, str) and URL_PATH_RE.fullmatch(p) and p != "/" for p in raw):
+        r.problems.append(f"canary:{f.name} = {str(raw)[:60]!r} is not allowed: {f.allowed}")
+        return ()
+    return tuple(dict.fromkeys(raw))
 
 
 def env_map(r: Reader, f: Field, values: dict) -> dict[str, str]:

@@ -80,7 +80,8 @@ class SplitSpec:
 def site_config(s: Settings) -> str:
     return _templates().get_template("site.conf.j2").render(
         **SplitSpec.from_settings(s).values(), listen_port=s.listen_port,
-        server_name=s.server_name, access_log=s.access_log)
+        server_name=s.server_name, access_log=s.access_log, max_body_size=s.max_body_size,
+        proxy_timeout=f"{s.proxy_timeout:g}s", websocket_paths=s.websocket_paths)
 
 
 # Stands for canary:force_token wherever the split file is shown rather than installed

@@ -300,3 +300,24 @@ def test_without_a_split_file_everything_is_stable_and_logged_unforced(site, tmp
     lines = (tmp_path / "logs" / "odoo-canary-access.log").read_text().splitlines()
     assert len(lines) == 20 and all(json.loads(x)["forced"] == "" for x in lines)
     assert traffic.parse("\n".join(lines), s.stable_port, s.canary_port)["stable"].requests == 20
+
+
+def test_the_site_serves_an_erp_uploads_long_answers_and_websockets():
+    from canary.config import load
+    from canary.render import site_config
+    base = {"image": "odoo", "image_tag": "v1", "host": "10.0.0.5", "ssh_private_key": "-----BEGIN OPENSSH "
+            "PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+            "ssh_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIItacbEdtqXT2Ea9U7i3NjqphXIndLeHps5lhqc6CTA1"}
+    text = site_config(load(base.get, "t"))
+    assert "client_max_body_size 200m;" in text and "proxy_read_timeout 720s;" in text
+    for path in ("/websocket", "/longpolling"):
+        block = text.split(f"location {path} {{", 1)[1].split("}", 1)[0]
+        # The same route as the pages (the split's variable), and the connection upgraded.
+        assert "proxy_pass http://$canary_odoo_upstream;" in block
+        assert "proxy_set_header Upgrade $http_upgrade;" in block and "X-Canary-Token \"\"" in block
+    # Every location repeats the headers (its own proxy_set_header hides the server's).
+    assert text.count('proxy_set_header X-Canary-Token "";') == 3
+    custom = site_config(load({**base, "max_body_size": "1g", "proxy_timeout": "30s",
+                               "websocket_paths": []}.get, "t"))
+    assert "client_max_body_size 1g;" in custom and "proxy_read_timeout 30s;" in custom
+    assert "Upgrade" not in custom
