@@ -203,7 +203,7 @@ docker_build() { # ARGS... (its log shown only when it fails)
 cmd_build() {
     mkdir -p "$ERP_DIR"
     chmod 700 "$ERP_DIR"
-    # One build at a time (the lock is not inherited by what the build starts).
+    # One build at a time.
     exec 8>"$ERP_DIR/.lock"
     flock 8
     local started=$SECONDS debian tryton postgres build have t missing=0

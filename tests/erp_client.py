@@ -33,14 +33,16 @@ class RpcError(Exception):
     """A call that Tryton refused or that failed: `error` is Tryton's `error` member
     (None when the HTTP status already says it), `status` the HTTP status."""
 
-    def __init__(self, method: str, status: int, error: Any = None, body: str = ""):
+    def __init__(self, method: str, status: int, error: Any = None, reason: str = ""):
         self.method, self.status, self.error = method, status, error
         if error is not None:
             what = error[0] if isinstance(error, (list, tuple)) and error else error
-            detail = f"error {what!r}"
+            super().__init__(f"{method}: error {what!r} (HTTP {status})")
         else:
-            detail = f"HTTP {status}: {body.strip()[:200]}"
-        super().__init__(f"{method}: {detail} (HTTP {status})")
+            super().__init__(f"{method}: HTTP {status} {reason}".rstrip())
+
+
+_ids = itertools.count(1)
 
 
 def _post(http: requests.Session, url: str, method: str, params: Sequence[Any],
@@ -48,14 +50,11 @@ def _post(http: requests.Session, url: str, method: str, params: Sequence[Any],
     payload = {"id": next(_ids), "method": method, "params": list(params)}
     response = http.post(url, json=payload, timeout=timeout)
     if response.status_code != 200:
-        raise RpcError(method, response.status_code, body=response.text)
+        raise RpcError(method, response.status_code, reason=response.reason)
     data = response.json()
     if "error" in data:
         raise RpcError(method, response.status_code, error=data["error"])
     return data["result"]
-
-
-_ids = itertools.count(1)
 
 
 class Session:
