@@ -4,6 +4,8 @@
 #
 #   erp.sh build   the images below (cached: seconds when nothing changed)
 #   erp.sh push    push them to the test registry ($REGISTRY, started by testhost.sh)
+#   erp.sh forget  drop the host's tags and digests of the registry's ERP images (a
+#                  deploy then pulls again; testhost.sh reset does this for canary-demo)
 #
 # Images
 #   canary-erp-db:15   PostgreSQL 15 (testhost/erp/bin/db-entrypoint: POSTGRES_USER,
@@ -291,5 +293,6 @@ forget_pulled() {
 case "${1:-}" in
 build) cmd_build ;;
 push) cmd_push ;;
-*) echo "usage: $0 build|push" >&2; exit 2 ;;
+forget) forget_pulled ;;
+*) echo "usage: $0 build|push|forget" >&2; exit 2 ;;
 esac
