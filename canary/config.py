@@ -98,6 +98,7 @@ class Settings:
     backup: bool = True
     backup_image: Optional[str] = None
     backup_keep: int = 5
+    restore_backup: Optional[str] = None
     # The site: an ERP's uploads, long answers, WebSocket / long-polling routes.
     max_body_size: str = "200m"
     proxy_timeout: float = 720.0

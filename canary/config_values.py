@@ -28,6 +28,7 @@ IPV4_RE = re.compile(r"^(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]{0,254}$")
 BODY_SIZE_RE = re.compile(r"^[0-9]{1,6}[kKmMgG]?$")
+BACKUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.dump$")
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9_./~%-]{0,254}$")
 PROBE_URL_RE = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9_./~%-]*)?$")
 WEBHOOK_RE = re.compile(r"https?://[^\s'\"]{1,2000}")

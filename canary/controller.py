@@ -192,6 +192,7 @@ class Controller:
             self.status = ReleaseStatus.from_outputs(self.journaled(recorded))
             h = self.observe()
             self._check_ownership(h)
+            self._restore_requested(h)
             o = self.observed(h, check_health=True)
             d = P.Desired(revision=self.spec.revision, steps=self.spec.steps,
                           auto_promote=self.spec.auto_promote, retry=self.spec.retry,
@@ -475,6 +476,27 @@ class Controller:
                  f"(production keeps serving; at most {m.timeout:g}s)")
         self.ops.containers.run_once(self.spec.container("migrate"), m.command, m.timeout, self.log)
         self.migrated = True
+
+    def _restore_requested(self, h: HostState) -> None:
+        """canary:restore_backup: the database back to a backup, before anything else this
+        update does (e.g. the instant rollback to the version that backup was made for).
+        Explicit and one-off: done once per name (the journal records it at once)."""
+        name = self.spec.restore_backup
+        if not name or name == self.status.restored_backup:
+            return
+        if self.ops.backups is None:
+            raise DeployError("canary:restore_backup restores into canary:database_url: set it (--secret)")
+        if h.canary is not None or h.split is not None:
+            raise DeployError(f"not restoring {name}: a canary runs beside production; end that release first "
+                              "(canary_percentage 0, or promote it), then restore")
+        image = self.spec.backup_image or self.spec.ref
+        self.log(f"restoring the database from the backup {name} (pg_restore --clean in one transaction, "
+                 f"with {image}); production keeps running")
+        timeout = self.spec.migration.timeout if self.spec.migration else 1800.0
+        self.ops.backups.restore(image, name, timeout)
+        self._set(restored_backup=name)
+        self._journal("restored")
+        self.log(f"restored the database from {name}")
 
     def _promote_or_pass_on(self, h: HostState, o: P.Observed, reason: str) -> None:
         if not self.promoted_by:

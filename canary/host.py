@@ -91,6 +91,10 @@ class Backups(Protocol):
         """`pg_dump -Fc` with `image`'s pg_dump, named after `label` (the release's tag);
         (its path on the host, its size). Keeps the newest `keep`. Failure: DeployError."""
 
+    def restore(self, image: str, name: str, timeout: float) -> None:
+        """`pg_restore --clean --single-transaction` of the backup `name` into the
+        database, with `image`'s pg_restore. All or nothing; failure: DeployError."""
+
 
 class Journal(Protocol):
     """The record of this app on the host, written before each step acts."""

@@ -42,6 +42,8 @@ def describe(spec: ReleaseSpec, status: Optional[ReleaseStatus]) -> str:
     if status is not None:  # revisions recorded in an older form, in the current one
         status = status.with_(**{k: spec.canonical(getattr(status, k)) for k in REVISION_KEYS})
     words = _words(spec, status)
+    if spec.restore_backup and (status is None or spec.restore_backup != status.restored_backup):
+        words = f"restore the database from the backup {spec.restore_backup} first, then: {words}"
     m = spec.migration
     if m and (status is None or action_for(spec, status).migrate):
         backup = "back up the database (pg_dump), then " if m.backup else "no backup (backup is false), "

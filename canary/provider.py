@@ -326,6 +326,7 @@ class Release(Resource, module="canary", name="Release"):
     message: pulumi.Output[str]
     analysis: pulumi.Output[Any]
     last_backup: pulumi.Output[str]
+    restored_backup: pulumi.Output[str]
     planned: pulumi.Output[str]  # what the update sets out to do, in words
     converged: pulumi.Output[bool]  # production runs this update's revision, no canary (fleet.py)
     desired_failed: pulumi.Output[bool]  # this update's revision was rolled back here

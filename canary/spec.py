@@ -118,6 +118,8 @@ class ReleaseSpec:
     canary_volumes: tuple[str, ...] = ()  # the canary's own mounts, replacing those of the same path
     promote: bool = False  # canary:promote names this release's tag: promote its held canary
     migration: Optional[MigrationSpec] = None
+    restore_backup: str = ""  # a backup to restore first (one-off: the status records it done)
+    backup_image: str = ""  # whose pg_restore restores it ("": the release's image)
     # The stack's key for revision digests: never an input, never in plain state.
     revision_key: str = field(default="", repr=False, compare=False)
 
@@ -134,6 +136,7 @@ class ReleaseSpec:
             migration=MigrationSpec(command=s.migrate_command, timeout=s.migrate_timeout, backup=s.backup,
                                     backup_image=s.backup_image or "", backup_keep=s.backup_keep)
             if s.migrate_command else None,
+            restore_backup=s.restore_backup or "", backup_image=s.backup_image or "",
             split=SplitSpec.from_settings(s),
             secret_inputs=tuple(k for k, secret in (("env", s.env_is_secret), ("canary_env", s.env_is_secret),
                                                     ("metric_command", s.metric_command_is_secret)) if secret),

@@ -36,6 +36,7 @@ class ReleaseStatus:
     message: Optional[str] = None
     analysis: dict = field(default_factory=dict)  # the last analysis' summary
     last_backup: Optional[str] = None  # the database dump made before the last migration (path on the host)
+    restored_backup: Optional[str] = None  # the backup last restored (canary:restore_backup, one-off)
 
     # -- to and from the stack's outputs ------------------------------------------------
     @classmethod
@@ -57,7 +58,8 @@ class ReleaseStatus:
             canary_weight=int(get("canary_weight") or 0), passed_weight=int(get("passed_weight") or 0),
             failed_image=get("failed_image"), failed_revision=get("failed_revision"),
             failure_reason=get("failure_reason"), message=get("message"),
-            analysis=dict(get("analysis") or {}), last_backup=get("last_backup"))
+            analysis=dict(get("analysis") or {}), last_backup=get("last_backup"),
+            restored_backup=get("restored_backup"))
 
     def to_outputs(self) -> dict:
         out: dict[str, Any] = {}

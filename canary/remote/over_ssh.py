@@ -56,6 +56,9 @@ class SshBackups:
         return database.backup(self.host, self.app, self.url, image, database.backup_name(self.app, label),
                                keep, timeout)
 
+    def restore(self, image: str, name: str, timeout: float) -> None:
+        database.restore(self.host, self.app, self.url, image, name, timeout)
+
 
 class NginxRouter:
     def __init__(self, host: Host, split_path: str):

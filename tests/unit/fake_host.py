@@ -257,6 +257,11 @@ class _Backups:
         self.h.backups = (self.h.backups + [path])[-keep:]
         return path, 1234
 
+    def restore(self, image: str, name: str, timeout: float) -> None:
+        self.h._op(f"restore:{name}")
+        if not any(b.endswith("/" + name) for b in self.h.backups):
+            raise DeployError(f"restoring the backup {name} failed (exit 66): no backup {name}")
+
 
 class _Journal:
     def __init__(self, host: FakeHost):

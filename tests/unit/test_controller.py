@@ -679,3 +679,30 @@ def test_without_a_backup_the_migration_runs_alone():
     h = host("v1", "v2")
     out = up(h, {}, "v1", backup=False)
     assert "backup" not in h.events and len(h.migrations) == 1 and out["last_backup"] == ""
+
+
+def test_restoring_a_backup_is_explicit_done_once_and_before_the_rollback():
+    h = host("v1", "v2")
+    h.database = True
+    first = up(h, {}, "v1")
+    promoted = up(h, first, "v2")
+    name = promoted["last_backup"].rsplit("/", 1)[1]
+    h.events.clear()
+    back = up(h, promoted, "v1", restore_backup=name)  # restore, then the instant rollback to v1
+    assert h.events.index(f"restore:{name}") < h.events.index("run:odoo-canary")
+    assert back["restored_backup"] == name and back["production_image"] == "odoo-erp:v1"
+    h.events.clear()
+    up(h, back, "v1", restore_backup=name)  # the same name again: nothing to do
+    assert not any(e.startswith("restore:") for e in h.events)
+    with pytest.raises(DeployError, match="no backup nope.dump"):
+        up(h, back, "v1", restore_backup="nope.dump")
+
+
+def test_no_restore_while_a_canary_runs():
+    h = host("v1", "v2")
+    h.database = True
+    first = up(h, {}, "v1")
+    held = up(h, first, "v2", auto_promote=False)
+    name = held["last_backup"].rsplit("/", 1)[1]
+    with pytest.raises(DeployError, match="a canary runs beside production"):
+        up(h, held, "v2", auto_promote=False, restore_backup=name)
