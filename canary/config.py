@@ -9,6 +9,7 @@ on the host.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -103,6 +104,12 @@ class Settings:
     max_body_size: str = "200m"
     proxy_timeout: float = 720.0
     websocket_paths: tuple[str, ...] = ("/websocket", "/longpolling")
+
+    @property
+    def canary_database_keys(self) -> tuple[str, ...]:
+        """canary_env keys that look like they give the canary a database of its own: the
+        writes of the users it serves would be lost at promotion (preview warns)."""
+        return tuple(k for k in self.canary_env if re.search(r"DB|DATABASE|^PG", k.upper()))
 
     @property
     def is_fleet(self) -> bool:

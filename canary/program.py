@@ -45,6 +45,10 @@ def main() -> None:
         # Before any resource exists: nothing reaches the host.
         raise pulumi.RunError(str(err)) from None
 
+    if s.canary_database_keys:
+        pulumi.log.warn(f"canary_env sets {', '.join(s.canary_database_keys)}: the canary uses a database of its "
+                        "own, so what the users it serves write there is lost at promotion. Canary and stable "
+                        "share one database by default (migrations: canary:migrate_command)")
     # The image is looked up once (the first droplet's engine asks the registry).
     targets = {t.name: t for t in s.fleet}
     docker_hosts = {name: docker_resources.provider(s, t) for name, t in targets.items()}

@@ -89,13 +89,17 @@ def test_production_stack_file_is_valid():
     """Pulumi.production.yaml, through the program's own config code, without the host."""
     doc = yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())["config"]
     values = {k.split(":", 1)[1]: v for k, v in doc.items()}
-    s = load(values.get, "production", read_file=lambda path: KEY)
+    # (the database's URL is the operator's secret, set as the file's comments say)
+    values["database_url"] = "postgresql://odoo:pw@db.internal:5432/odoo"
+    s = load(values.get, "production", frozenset({"database_url"}), read_file=lambda path: KEY)
     assert s.host == "165.227.10.178" and s.container_name == "odoo"
     assert s.site_path == "/etc/nginx/sites-enabled/odoo"
     assert s.split_path == "/etc/nginx/conf.d/odoo-canary.conf"
     assert (s.canary_percentage, s.monitoring_duration, s.error_threshold, s.auto_promote) == (10, 900, 5, True)
-    assert s.canary_env == {"PGDATABASE": "odoo_canary"}
-    assert s.metric_max == 80
+    # One database for canary and stable; the release migrates it after a backup.
+    assert s.canary_env == {} and s.canary_database_keys == ()
+    assert s.migrate_command == ("odoo", "-u", "all", "--stop-after-init", "--no-http") and s.backup
+    assert s.max_db_connections == 80
 
 
 def test_local_stack_file_is_valid():

@@ -163,3 +163,9 @@ def test_database_keys_make_the_migration_and_the_connections_check():
         _load_as_the_program_does({**BASE_CONFIG, "database_url": "mysql://erp:pw@db/erp"},
                                   secret_keys=frozenset({"database_url"}))
     assert "canary:database_url (secret, not shown) is not allowed" in str(err.value) and "pw@" not in str(err.value)
+
+
+def test_a_canary_database_of_its_own_is_named_for_the_preview_warning():
+    s = _load_as_the_program_does({**BASE_CONFIG, "canary_env": '{"PGDATABASE": "odoo_canary", "THEME": "x"}'})
+    assert s.canary_database_keys == ("PGDATABASE",)
+    assert _load_as_the_program_does(BASE_CONFIG).canary_database_keys == ()
