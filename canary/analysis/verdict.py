@@ -19,7 +19,8 @@ Rules, in order (thresholds from the stack config; the guide's defaults):
      requests, the canary's ERROR lines per request against stable's (an ERP answers a
      failed JSON-RPC call with HTTP 200, so only its log tells): failed like a rate, when
      the canary's exceeds stable's by more than `error_threshold` points. With less
-     traffic, the guide's absolute limit: `max_error_logs_per_minute`;
+     traffic, the guide's absolute limit, `max_error_logs_per_minute`, on the canary's
+     lines beyond those stable's rate predicts for the canary's requests;
   6. measurements (the host metric command, database connections, Prometheus queries):
      one outside its limits, or no finite number at all (the source failed, timed out,
      printed text, NaN or infinity): fail closed.
@@ -208,9 +209,11 @@ def judge(e: Evidence, th: Thresholds, final: bool) -> Verdict:
         if reason:
             return Verdict(FAIL, reason)
     elif e.minutes > 0:
-        per_minute = e.error_logs / max(e.minutes, 1.0)
+        expected = e.stable_error_logs * e.canary.requests / e.stable.requests if e.stable.requests else 0.0
+        per_minute = max(0.0, e.error_logs - expected) / max(e.minutes, 1.0)
         if per_minute > th.max_error_logs_per_minute:
-            return Verdict(FAIL, f"{per_minute:.1f} ERROR log lines a minute in the canary "
+            beyond = f", beyond the {expected:.0f} stable's rate predicts" if expected >= 0.5 else ""
+            return Verdict(FAIL, f"{per_minute:.1f} ERROR log lines a minute in the canary{beyond} "
                                  f"(limit {th.max_error_logs_per_minute})")
     # 6. measurements
     for m in e.measurements.values():

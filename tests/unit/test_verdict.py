@@ -181,3 +181,14 @@ def test_measurements_outside_their_limits_fail():
     e.measure(Measurement("database connections %", 12.0, max=80))
     e.measure(Measurement("orders per minute", 3.0, min=10))
     assert "below its limit 10" in judge(e, TH, final=False).reason
+
+
+def test_before_enough_traffic_only_lines_beyond_stables_rate_count_against_the_limit():
+    # Stable logs 1 line in 5 requests; the canary, 12 requests in, logs what that predicts.
+    early = _traffic(evidence(20, 0), canary=12, stable=110, canary_lines=3, stable_lines=22)
+    early.minutes = 0.1
+    assert judge(early, TH, final=False).status == CONTINUE
+    # The same canary with 12 lines beyond it: failed on the guide's limit.
+    early.error_logs = 15
+    v = judge(early, TH, final=False)
+    assert v.status == FAIL and "beyond the 2 stable's rate predicts" in v.reason
