@@ -197,7 +197,7 @@ FIELDS: tuple[Field, ...] = (
           "`['odoo-canary-data:/var/lib/odoo']`", VOLUMES_ALLOWED, read=read.volumes, structured=True,
           bad=(*HOSTILE, *BAD_MOUNTS)),
     Field("restore_backup", "A backup to restore into `database_url` at the next `pulumi up`, before anything "
-          "else: its file name on the droplet (the end of the `last_backup` output). One-off: done once per name",
+          "else (the schema `public` replaced by the backup's, in one transaction): its file name on the droplet (the end of the `last_backup` output). One-off: done once per name",
           "a backup's file name, e.g. odoo-20261208T101500Z-v2.dump (`ls /var/lib/canary/APP/backups`)",
           matches(BACKUP_NAME_RE), bad=(*HOSTILE, "../x.dump", "x.sql")),
     # -- nginx ---------------------------------------------------------------------------------

@@ -490,9 +490,14 @@ class Controller:
             raise DeployError(f"not restoring {name}: a canary runs beside production; end that release first "
                               "(canary_percentage 0, or promote it), then restore")
         image = self.spec.backup_image or self.spec.ref
-        self.log(f"restoring the database from the backup {name} (pg_restore --clean in one transaction, "
-                 f"with {image}); production keeps running")
         timeout = self.spec.migration.timeout if self.spec.migration else 1800.0
+        keep = self.spec.migration.backup_keep if self.spec.migration else 5
+        # What the restore replaces is kept too: writes made since `name` are not lost for good.
+        path, size = self.ops.backups.backup(image, "before-restore", keep, timeout)
+        self._set(last_backup=path)
+        self.log(f"backup of the database as it is, before the restore: {path} ({size / 1e6:.1f} MB)")
+        self.log(f"restoring the database from the backup {name} (schema public replaced in one transaction, "
+                 f"with {image}); production keeps running")
         self.ops.backups.restore(image, name, timeout)
         self._set(restored_backup=name)
         self._journal("restored")

@@ -92,8 +92,9 @@ class Backups(Protocol):
         (its path on the host, its size). Keeps the newest `keep`. Failure: DeployError."""
 
     def restore(self, image: str, name: str, timeout: float) -> None:
-        """`pg_restore --clean --single-transaction` of the backup `name` into the
-        database, with `image`'s pg_restore. All or nothing; failure: DeployError."""
+        """The backup `name` replayed into the database (its schema `public` emptied
+        first) in one transaction, with `image`'s pg_restore and psql. All or nothing;
+        failure: DeployError."""
 
 
 class Journal(Protocol):

@@ -114,4 +114,4 @@ RECORD_KEYS = tuple(k for k in OUTPUT_KEYS if k not in ("analysis", "message"))
 
 # The release outputs the stack exports under the same name (program.py adds more).
 EXPORTED = ("phase", "production_image", "previous_image", "canary_image", "canary_weight",
-            "failed_image", "failure_reason", "message", "analysis", "last_backup")
+            "failed_image", "failure_reason", "message", "analysis", "last_backup", "restored_backup")

@@ -689,7 +689,9 @@ def test_restoring_a_backup_is_explicit_done_once_and_before_the_rollback():
     name = promoted["last_backup"].rsplit("/", 1)[1]
     h.events.clear()
     back = up(h, promoted, "v1", restore_backup=name)  # restore, then the instant rollback to v1
-    assert h.events.index(f"restore:{name}") < h.events.index("run:odoo-canary")
+    # The database as it was is dumped first: the writes made since the backup are kept there.
+    assert h.events.index("backup") < h.events.index(f"restore:{name}") < h.events.index("run:odoo-canary")
+    assert back["last_backup"].endswith("-before-restore.dump")
     assert back["restored_backup"] == name and back["production_image"] == "odoo-erp:v1"
     h.events.clear()
     up(h, back, "v1", restore_backup=name)  # the same name again: nothing to do
