@@ -4,14 +4,15 @@ their figures; nothing is asserted.
   decision  decision quality (simulation)     live      dropped requests, detection
   split     split accuracy (nginx)            overhead  a promotion's `pulumi up`, by part
   fleet     a promotion on 1, 3 and 6 droplets
+  erp       the real ERP released under its users: errors, lost writes, a migration's cost
 """
 
 import sys
 
-from . import decision, fleet, live, overhead, split
+from . import decision, erp, fleet, live, overhead, split
 
 BENCHES = {"decision": decision.main, "split": split.main, "live": live.main, "overhead": overhead.main,
-           "fleet": fleet.main}
+           "fleet": fleet.main, "erp": erp.main}
 
 names = sys.argv[1:] or list(BENCHES)
 unknown = [n for n in names if n not in BENCHES]
