@@ -395,7 +395,7 @@ class Controller:
             self._set(canary_weight=weight)
             self._render_reports()
             result = self.ops.prober.analyse(weight, self.log)
-            summary = result.summary()
+            summary = self._with_database(result.summary())
             self._set(analysis=summary)
             self._report(summary)
             if result.verdict.status == FAIL:
@@ -446,7 +446,7 @@ class Controller:
                              f"{self.spec.analysis.duration:g}s per step")
             return True
         except DeployError as err:
-            self._set(analysis={"decision": "fail", "reason": str(err), "weight": 0})
+            self._set(analysis=self._with_database({"decision": "fail", "reason": str(err), "weight": 0}))
             self._report(self.status.analysis)  # a canary that never started has a report too
             self._rollback(str(err))
             return False
@@ -654,6 +654,13 @@ class Controller:
         if holder:
             raise DeployError(f"port {port} on the host is already taken ({holder.split()[-1][:120]}); "
                               f"free it or choose another port in the stack config")
+
+    def _with_database(self, summary: dict) -> dict:
+        """The analysis summary with this run's database steps (the report names them)."""
+        if not (self.migrated or self.status.last_backup):
+            return summary
+        migration = " ".join(self.spec.migration.command) if self.migrated and self.spec.migration else ""
+        return {**summary, "database": {"migration": migration, "backup": self.status.last_backup or ""}}
 
     def _report(self, summary: dict) -> None:
         """Writes the analysis report beside the release: the page takes a few tenths of

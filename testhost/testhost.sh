@@ -291,9 +291,11 @@ cmd_status() {
 # A clean host for the next test: no app containers, no nginx site or split file.
 cmd_reset() {
     local ids
-    mapfile -t ids < <( (docker ps -aq --filter label=canary.app; docker ps -aq --filter name="^odoo") 2>/dev/null | sort -u)
+    mapfile -t ids < <( (docker ps -aq --filter label=canary.app; docker ps -aq --filter name="^odoo";
+        docker ps -aq --filter name="^erp-") 2>/dev/null | sort -u)
     if [ ${#ids[@]} -gt 0 ]; then docker rm -f "${ids[@]}" >/dev/null; fi
-    rm -f /etc/nginx/sites-enabled/odoo* /etc/nginx/conf.d/odoo-canary.conf*
+    rm -f /etc/nginx/sites-enabled/odoo* /etc/nginx/conf.d/odoo-canary.conf* \
+        /etc/nginx/sites-enabled/erp.conf* /etc/nginx/conf.d/erp-canary.conf*
     rm -rf /var/lib/canary
     forget_pulled
     nginx -t -q && nginx -s reload

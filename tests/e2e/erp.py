@@ -8,6 +8,7 @@ runs: every write they were told succeeded is remembered, to be found afterwards
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -23,7 +24,7 @@ from .harness import SITE_URL, TESTHOST, Deployment, sh
 
 DB_PORT = 5434
 DB_NAME = "erp"
-ADMIN_PASSWORD = "admin-e2e-pw"
+ADMIN_PASSWORD = os.environ.get("ERP_ADMIN_PASSWORD") or "admin-e2e-pw"
 
 
 def bridge_address() -> str:
@@ -74,8 +75,8 @@ class ErpUsers:
     the parties) in turns. Each request is a new client (no cookie), so the split sends
     its share to the canary."""
 
-    def __init__(self, users: int = 4, pause: float = 0.05):
-        self.users, self.pause = users, pause
+    def __init__(self, users: int = 4, pause: float = 0.05, base_url: str = SITE_URL):
+        self.users, self.pause, self.base_url = users, pause, base_url
         self.written: list[str] = []  # parties whose creation was answered with an id
         self.outcomes: Counter = Counter()  # ok / rpc_error / http_<status> / <exception>
         self.rpc_errors: list[str] = []
@@ -95,7 +96,7 @@ class ErpUsers:
         while not self._stop.is_set():
             try:
                 if session is None:
-                    session = login(SITE_URL, DB_NAME, "admin", ADMIN_PASSWORD, timeout=30)
+                    session = login(self.base_url, DB_NAME, "admin", ADMIN_PASSWORD, timeout=30)
                     session.http.headers["Connection"] = "close"
                 session.http.cookies.clear()
                 i += 1
@@ -130,8 +131,8 @@ class ErpUsers:
         return sum(n for k, n in self.outcomes.items() if k != "ok")
 
 
-def all_party_names() -> set[str]:
-    return set(login(SITE_URL, DB_NAME, "admin", ADMIN_PASSWORD).party_names())
+def all_party_names(base_url: str = SITE_URL) -> set[str]:
+    return set(login(base_url, DB_NAME, "admin", ADMIN_PASSWORD).party_names())
 
 
 def erp_deployment(workdir, db: ErpDatabase, **config: str) -> Deployment:
@@ -154,3 +155,23 @@ def erp_deployment(workdir, db: ErpDatabase, **config: str) -> Deployment:
 def backups(app: str = "odoo") -> list[str]:
     """The backup files on the test host (partial ones included)."""
     return sh(f"ls -1 /var/lib/canary/{app}/backups/ 2>/dev/null || true").split()
+
+
+def main(argv: list[str]) -> None:
+    """`python -m tests.e2e.erp users URL STOPFILE`: ERP users on the site at URL until
+    STOPFILE exists; then what they saw, and whether every write is still there."""
+    import sys
+    _, url, stop = argv
+    with ErpUsers(users=4, base_url=url) as users:
+        while not os.path.exists(stop):
+            time.sleep(0.2)
+    lost = set(users.written) - all_party_names(url)
+    failed = ", ".join(f"{n} {k}" for k, n in users.outcomes.items() if k != "ok") or "none"
+    print(f"ERP users: {sum(users.outcomes.values())} calls, failed: {failed}; "
+          f"{len(users.written)} writes acknowledged, {len(lost)} lost")
+    sys.exit(1 if lost or users.failures else 0)
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1:])

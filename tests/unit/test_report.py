@@ -170,3 +170,14 @@ def test_a_report_of_a_canary_that_never_started_says_so(tmp_path):
     assert "The canary never started" in html and fx.NEVER_STARTED["reason"] in html
     assert "<script" not in html and "plotly-graph-div" not in html
     assert not (tmp_path / report.PLOTLY_JS).exists()
+
+
+def test_the_report_names_the_database_steps_of_the_run():
+    summary = {**fx.slow_canary(), "database": {"migration": "erp-migrate",
+                                                 "backup": "/var/lib/canary/odoo/backups/odoo-1-v2.dump"}}
+    page = report.render({"stack": "s", "image": "odoo:v2", "outcome": "pass", "at": "now", **summary},
+                         report_data.page(summary, 5))
+    assert "migrated with <code>erp-migrate</code>" in page and "odoo-1-v2.dump</code>" in page
+    plain = report.render({"stack": "s", "image": "odoo:v2", "outcome": "pass", "at": "now", **fx.slow_canary()},
+                          report_data.page(fx.slow_canary(), 5))
+    assert "Database:" not in plain
