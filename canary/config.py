@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from .analysis.sources.prometheus import PromMetric
 from .config_fields import FIELD, FIELDS, Field
 from .config_readers import FORCE_TOKEN_ALLOWED, load_force_token  # noqa: F401  (imported from here)
 from .config_values import FORCE_TOKEN_RE, ConfigError, Reader, parse_duration, read_text  # noqa: F401
@@ -71,6 +72,9 @@ class Settings:
     metric_command: Optional[str] = None
     metric_max: Optional[float] = None
     metric_command_is_secret: bool = False  # set with --secret: kept secret, masked in messages
+    # Prometheus queries with limits (analysis/sources/prometheus.py), and where the droplet reaches it.
+    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_metrics: tuple[PromMetric, ...] = ()
     probe_url: Optional[str] = None
     nginx_site: Optional[str] = None
     private_key: str = field(repr=False, default="")

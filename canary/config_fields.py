@@ -16,10 +16,12 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 from . import config_readers as read
 from .config_readers import FORCE_TOKEN_ALLOWED
 from .config_values import (BACKUP_NAME_RE, BODY_SIZE_RE, HOST_KEY_RE, IMAGE_REF_RE, IMAGE_RE, IPV4_RE, LOG_DIR, NAME_RE, NGINX_DIR, PROBE_URL_RE,
+                            PROMETHEUS_URL_RE,
                             REGISTRY_RE, REGISTRY_USER_RE, RESTART_POLICIES, ROUTINGS, SERVER_NAME_RE, TAG_RE,
                             URL_PATH_RE, USER_RE, between, dir_under, duration, is_port, matches,
                             nginx_site, parse_bool, parse_float, parse_int)
@@ -83,6 +85,9 @@ PRIVATE_KEY_ALLOWED = ("an OpenSSH private key (pulumi config set --secret ssh_p
 FORCE_ALLOW_ALLOWED = ("a list of IPv4 addresses or networks such as ['203.0.113.7', '10.0.0.0/8'] "
                        "(prefix /8 to /32, no host bits set; at most 64 entries)")
 VOLUMES_ALLOWED = "a list such as ['odoo-data:/var/lib/odoo']"
+PROMETHEUS_METRICS_ALLOWED = (f"a list of up to {read.MAX_PROMETHEUS_METRICS} metrics such as [{{name: up, query: "
+                              "'up{job=\"node\"}', min: 1}, {name: load, query: 'node_load1', max: 4}]: a short "
+                              "name, a PromQL query answering one number, and max, min or both")
 HOSTS_ALLOWED = (f"a list of up to {read.MAX_HOSTS} droplets such as [{{name: web-1, host: 10.0.0.5, ssh_host_key: "
                  "'ssh-ed25519 AAAA...'}, {name: web-2, host: 10.0.0.6, ssh_port: 2222}]")
 
@@ -259,6 +264,19 @@ FIELDS: tuple[Field, ...] = (
                "`--secret` keeps it secret"),
     Field("metric_max", "The highest number `metric_command` may print (set both or neither)", "a number",
           parse_float, lambda v: abs(v) < 1e12, bad=(*_without(NEGATIVE), TOO_BIG, NONSENSE)),
+    Field("prometheus_url", "Prometheus's HTTP API as the droplet reaches it, for `prometheus_metrics` (asked "
+          "through the SSH tunnel, like the database)",
+          "an http URL of Prometheus as the droplet reaches it, e.g. http://127.0.0.1:9090 or "
+          "http://10.0.0.7:9090/prometheus (plain http: the SSH tunnel carries it)",
+          matches(PROMETHEUS_URL_RE), lambda v: (urlsplit(v).port or 80) <= 65535, default="http://127.0.0.1:9090",
+          bad=(*HOSTILE, "https://10.0.0.5:9090", "http://a b", "http://10.0.0.5:70000")),
+    Field("prometheus_metrics", "PromQL queries whose answers the canary must keep within limits, each check: "
+          "a list of `{name, query, max, min}` (at least one limit)",
+          PROMETHEUS_METRICS_ALLOWED, read=read.prometheus_metrics, structured=True,
+          bad=(*HOSTILE, '[{"name": "up", "query": "up"}]', '[{"name": "up", "query": "up{job=\\"$job\\"}", "max": 1}]'),
+          more="a query may name the release with `$app` (the container name; the canary's is `$app-canary`), "
+               "`$canary_port` and `$stable_port`; one series or a scalar, else no number: the analysis fails "
+               "closed"),
     # -- the app's database: migrations, backups, connections (an ERP's) ----------------------
     Field("database_url", "The app's PostgreSQL database as the droplet reaches it, "
           "`postgresql://USER:PASSWORD@HOST:PORT/DB` (secret): backups before migrations and the connections check",

@@ -9,14 +9,16 @@ anything not allowed. A secret is never echoed in a problem.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .analysis.sources.prometheus import PLACEHOLDERS, PromMetric, unknown_placeholders
 from .config_values import (ENV_NAME_RE, FORCE_TOKEN_RE, HOST_KEY_RE, URL_PATH_RE, USER_RE, WEBHOOK_RE, ConfigError, Reader,
                             default_registry, is_host, is_port,
-                            force_network, mount_source_allowed, parse_int, volume)
+                            force_network, mount_source_allowed, parse_float, parse_int, volume)
 from .target import Target
 
 if TYPE_CHECKING:
@@ -353,3 +355,63 @@ def migrate_command(r: Reader, f: Field, values: dict) -> Optional[tuple[str, ..
     except ValueError:
         r.problems.append(f"canary:migrate_command (not shown) is not allowed: {f.allowed}")
         return None
+
+
+# -- Prometheus metrics ----------------------------------------------------------------------------
+PROMETHEUS_METRIC_KEYS = ("name", "query", "max", "min")
+PROMETHEUS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+MAX_PROMETHEUS_METRICS = 20
+PROMETHEUS_QUERY_ALLOWED = ("a PromQL query that answers one number, at most 2000 characters; it may name the "
+                            "release with " + ", ".join(f"${p}" for p in PLACEHOLDERS) + " (nothing else after a '$')")
+
+
+def prometheus_metrics(r: Reader, f: Field, values: dict) -> tuple[PromMetric, ...]:
+    """Each metric: a unique short name, a query and at least one limit (min <= max)."""
+    raw = r.get(f.name)
+    if raw in (None, "", []):
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_PROMETHEUS_METRICS:
+        r.problems.append(f"canary:{f.name} = {str(raw)[:60]!r} is not allowed: {f.allowed}")
+        return ()
+    metrics, seen = [], set()
+    for i, entry in enumerate(raw):
+        key = f"canary:{f.name}[{i}]"
+        if not isinstance(entry, dict):
+            r.problems.append(f"{key} must be a map with {', '.join(PROMETHEUS_METRIC_KEYS)}: {f.allowed}")
+            continue
+        before = len(r.problems)
+        unknown = sorted(str(k)[:30] for k in entry if k not in PROMETHEUS_METRIC_KEYS)
+        if unknown:
+            r.problems.append(f"{key} has unknown keys {unknown}: allowed are {', '.join(PROMETHEUS_METRIC_KEYS)}")
+        name = entry.get("name")
+        if not isinstance(name, str) or not PROMETHEUS_NAME_RE.fullmatch(name):
+            r.problems.append(f"{key}.name = {str(name)[:60]!r} is not allowed: 1 to 40 letters, digits, '_', '.' "
+                              "or '-' (it names the metric in progress lines and reasons)")
+        elif name in seen:
+            r.problems.append(f"{key}.name = {name!r} is not allowed: another metric has that name")
+        seen.add(name)
+        query = entry.get("query")
+        if not isinstance(query, str) or not query.strip() or len(query) > 2000 or "\0" in query:
+            r.problems.append(f"{key}.query is not allowed: {PROMETHEUS_QUERY_ALLOWED}")
+        elif unknown_placeholders(query):
+            r.problems.append(f"{key}.query names {', '.join(unknown_placeholders(query))}: not allowed: "
+                              f"{PROMETHEUS_QUERY_ALLOWED}")
+        limits: dict[str, Optional[float]] = {}
+        for bound in ("max", "min"):
+            v = entry.get(bound)
+            try:
+                limits[bound] = None if v in (None, "") else parse_float(v)
+                if limits[bound] is not None and not (math.isfinite(limits[bound]) and abs(limits[bound]) < 1e12):
+                    raise ValueError
+            except (ValueError, TypeError):
+                r.problems.append(f"{key}.{bound} = {str(v)[:60]!r} is not allowed: a number such as 1 or 0.5")
+                limits[bound] = None
+        if len(r.problems) > before:
+            continue
+        if limits["max"] is None and limits["min"] is None:
+            r.problems.append(f"{key} has no limit: set max, min or both (the value must stay within them)")
+        elif limits["max"] is not None and limits["min"] is not None and limits["min"] > limits["max"]:
+            r.problems.append(f"{key}.min = {limits['min']:g} is not allowed: above its max {limits['max']:g}")
+        else:
+            metrics.append(PromMetric(name, query, **limits))
+    return tuple(metrics)

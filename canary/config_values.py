@@ -31,6 +31,8 @@ BODY_SIZE_RE = re.compile(r"^[0-9]{1,6}[kKmMgG]?$")
 BACKUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.dump$")
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9_./~%-]{0,254}$")
 PROBE_URL_RE = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9_./~%-]*)?$")
+# Plain http: the SSH tunnel to the droplet carries it (a certificate would not match the tunnel).
+PROMETHEUS_URL_RE = re.compile(r"^http://[A-Za-z0-9.-]+(?::[1-9][0-9]{0,4})?(?:/[A-Za-z0-9_./~-]*)?$")
 WEBHOOK_RE = re.compile(r"https?://[^\s'\"]{1,2000}")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 SERVER_NAME_RE = re.compile(r"^(?:_|[A-Za-z0-9*](?:[A-Za-z0-9.*-]{0,252}))(?: (?:[A-Za-z0-9*][A-Za-z0-9.*-]{0,252}))*$")

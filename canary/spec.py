@@ -32,6 +32,7 @@ import secrets
 from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping, Optional
 
+from .analysis.sources.prometheus import PromMetric
 from .analysis.verdict import Thresholds
 from .config import Settings
 from .render import SplitSpec
@@ -50,6 +51,9 @@ class AnalysisSpec:
     metric_command: Optional[str] = None
     # The limit of the database connections check (percent), when the stack names a database.
     db_connections_max: Optional[float] = None
+    # PromQL queries with limits, and Prometheus as the droplet reaches it (with queries only).
+    prometheus_url: Optional[str] = None
+    prometheus_metrics: tuple[PromMetric, ...] = ()
 
     @property
     def checks(self) -> int:
@@ -144,6 +148,8 @@ class ReleaseSpec:
                 duration=s.monitoring_duration, interval=s.check_interval,
                 probes_per_check=s.probes_per_check, metric_command=s.metric_command,
                 db_connections_max=s.max_db_connections if s.database_url else None,
+                prometheus_url=s.prometheus_url if s.prometheus_metrics else None,
+                prometheus_metrics=s.prometheus_metrics,
                 thresholds=Thresholds(
                     error_threshold=s.error_threshold, max_response_time=s.max_response_time,
                     latency_factor=s.latency_factor, min_requests=s.min_requests,
@@ -155,6 +161,7 @@ class ReleaseSpec:
         d["steps"], d["volumes"] = list(self.steps), list(self.volumes)
         d["canary_volumes"] = list(self.canary_volumes)
         d["secret_inputs"] = list(self.secret_inputs)
+        d["analysis"]["prometheus_metrics"] = list(d["analysis"]["prometheus_metrics"])
         if self.migration:
             d["migration"]["command"] = list(self.migration.command)
         return d
@@ -184,6 +191,7 @@ class ReleaseSpec:
         # Numbers come back from the engine as floats: restore the integer fields.
         d = _ints(d, ("stable_port", "canary_port", "container_port"))
         a = _ints(d["analysis"], ("probes_per_check",))
+        a["prometheus_metrics"] = tuple(PromMetric(**m) for m in a.get("prometheus_metrics") or ())
         a["thresholds"] = Thresholds(**_ints(a["thresholds"], (
             "min_requests", "max_error_logs_per_minute", "max_consecutive_failures")))
         d["analysis"] = AnalysisSpec(**a)

@@ -105,7 +105,7 @@ def test_defaults_come_from_fields():
 
 def test_structured_keys_are_decoded_from_json():
     assert set(STRUCTURED) == {"env", "canary_env", "volumes", "canary_volumes", "canary_steps", "hosts",
-                               "websocket_paths"}
+                               "websocket_paths", "prometheus_metrics"}
     assert decoded("canary_steps", "[10, 25]") == [10, 25]
     assert decoded("canary_steps", "not json") == "not json"  # reported by the key's own check
     assert decoded("image_tag", "[1]") == "[1]"

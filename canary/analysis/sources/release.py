@@ -9,6 +9,7 @@ from .access_log import AccessLog
 from .container_logs import ErrorLogLines
 from .metric_command import HostMetric
 from .probes import HealthProbes
+from .prometheus import PrometheusQueries
 
 if TYPE_CHECKING:
     from ...remote.ssh import Host
@@ -28,6 +29,9 @@ def for_release(host: Host, spec: ReleaseSpec, log: Callable[[str], None],
     ]
     if a.metric_command:
         sources.append(HostMetric(host, a.metric_command, th.metric_max, a.interval))
+    if a.prometheus_metrics:
+        sources.append(PrometheusQueries(host, a.prometheus_url, a.prometheus_metrics, a.interval, spec.app,
+                                         spec.canary_port, spec.stable_port))
     if database_url and a.db_connections_max is not None:
         from .postgres import DatabaseConnections  # (imports psycopg when first asked)
         sources.append(DatabaseConnections(host, database_url, a.db_connections_max))
