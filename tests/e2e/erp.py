@@ -112,6 +112,8 @@ class ErpUsers:
                 self._count(kind)
                 with self._lock:
                     self.rpc_errors.append(str(err)[:200])
+                if err.status in (401, 403):  # as Tryton's client does: log in again
+                    session = None
             except requests.RequestException as err:
                 self._count(type(err).__name__)
             time.sleep(self.pause)

@@ -17,7 +17,8 @@ def record(fault: str, checks: Mapping[str, bool] | bool, lost: int = 0, *, outa
 
     `checks`: what must hold, by name ({"production answered throughout": ..., ...}).
     `lost`: requests users lost during the fault. None may be lost, except while the
-    Docker daemon restarts (`outage=True`): no deployment tool can serve through that.
+    Docker daemon restarts or the database is down (`outage=True`): no deployment tool can
+    serve through that.
     `inputs`: (tried, rejected) of a bad-input sweep; its counts tell what failed, so a
     sweep may pass one bool. `leaks`: where a secret showed up; any leak fails.
     """
@@ -58,7 +59,7 @@ def pytest_terminal_summary(terminalreporter):
         if r["inputs"]:
             w(f"  bad inputs: {r['inputs'][1]}/{r['inputs'][0]} rejected at preview, no command on the host")
             continue
-        extra = f", {r['lost']} requests lost" + (" (Docker daemon restart)" if r["outage"] else "")
+        extra = f", {r['lost']} requests lost" + (" (an outage: no tool serves through it)" if r["outage"] else "")
         why = "".join(f"\n      {line}" for line in r["failed"])
         w(f"  {'SURVIVED' if r['survived'] else 'FAILED  '} {r['fault']}{extra}{why}")
     faults = [r for r in RESULTS if not r["inputs"]]
@@ -68,4 +69,4 @@ def pytest_terminal_summary(terminalreporter):
     outage = sum(r["lost"] for r in faults if r["outage"])
     w(f"FAULT SUITE: faults injected {len(faults)}, survived with production serving "
       f"{sum(r['survived'] for r in faults)}, bad inputs tried {tried}, rejected with no host change "
-      f"{rejected}, requests lost {lost} (during the Docker daemon restart: {outage})")
+      f"{rejected}, requests lost {lost} (during outages, the Docker daemon or the database down: {outage})")

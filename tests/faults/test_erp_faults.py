@@ -48,7 +48,8 @@ def converge(d, tag: str) -> dict[str, bool]:
 
 def kept_every_write(users: ErpUsers) -> dict[str, bool]:
     missing = set(users.written) - all_party_names()
-    return {f"every acknowledged write found ({len(users.written)})": not missing and len(users.written) > 0}
+    errors = f"; their errors: {users.outcomes}, {users.rpc_errors[:3]}" if users.failures else ""
+    return {f"every acknowledged write found ({len(users.written)}){errors}": not missing and len(users.written) > 0}
 
 
 @pytest.mark.parametrize("moment", ["backing up the database", "migrating: `erp-migrate`"])
