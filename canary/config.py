@@ -17,6 +17,7 @@ from .analysis.sources.prometheus import PromMetric
 from .config_fields import FIELD, FIELDS, Field
 from .config_readers import FORCE_TOKEN_ALLOWED, load_force_token  # noqa: F401  (imported from here)
 from .config_values import FORCE_TOKEN_RE, ConfigError, Reader, parse_duration, read_text  # noqa: F401
+from .config_values import default_registry, registry_host
 from .target import Target
 
 # What an unset key means (the raw form, as `pulumi config` would hold it).
@@ -186,6 +187,23 @@ def _backup_needs_database(r: Reader, v: dict) -> None:
                           "canary:database_url (--secret), or canary:backup false to migrate without a backup")
 
 
+def _registry_login_stays_with_its_server(r: Reader, v: dict) -> None:
+    """A registry login goes to canary:registry_server alone, never to a registry that
+    canary:image names: a change of the image alone (a pull request) must not send it
+    elsewhere. Without a login, the image's own registry is pulled from anonymously."""
+    if not (v["registry_username"] or v["registry_password"]) or r.problems:
+        return
+    if r.get("registry_server") in (None, ""):
+        r.problems.append("canary:registry_server is required with a registry login (canary:registry_username, "
+                          "canary:registry_password): the registry the login is for, e.g. "
+                          "registry.digitalocean.com; the login goes to that registry only")
+    elif v["image"] and registry_host(default_registry(v["image"])) != registry_host(v["registry_server"]):
+        r.problems.append(f"canary:image {v['image']!r} is on the registry {default_registry(v['image'])!r}, not "
+                          f"on canary:registry_server {v['registry_server']!r}, the only registry the login "
+                          "(canary:registry_username, canary:registry_password) goes to: use an image of that "
+                          "registry, or change canary:registry_server too if the login is for the other one")
+
+
 def _canary_hosts_fit(r: Reader, v: dict) -> None:
     if v["hosts"] and v["canary_hosts"] and v["canary_hosts"] > len(v["hosts"]):
         r.problems.append(f"canary:canary_hosts = {v['canary_hosts']} is not allowed: an integer from 1 to the "
@@ -197,6 +215,7 @@ RULES: tuple[tuple[tuple[str, ...], Callable[[Reader, dict], None]], ...] = (
     (("container_name", "nginx_sites_dir", "nginx_conf_dir", "nginx_site"), _site_is_a_file),
     (("metric_command", "metric_max"), _metric_pair),
     (("registry_username", "registry_password"), _registry_login_pair),
+    (("image", "registry_server", "registry_username", "registry_password"), _registry_login_stays_with_its_server),
     (("hosts", "canary_hosts"), _canary_hosts_fit),
     (("database_url", "migrate_command", "backup"), _backup_needs_database),
 )
@@ -209,7 +228,8 @@ def _read(r: Reader, fields: Iterable[Field]) -> dict[str, Any]:
         if f.read:
             values[f.name] = f.read(r, f, values)
         else:
-            values[f.name] = r.value(f.name, f.parse, f.allowed, f.default, f.check, f.required)
+            values[f.name] = r.value(f.name, f.parse, f.allowed, f.default, f.check, f.required,
+                                     hidden=bool(f.secret))
         for keys, rule in RULES:
             if f.name in keys and all(k in values for k in keys):
                 rule(r, values)

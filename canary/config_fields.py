@@ -63,7 +63,11 @@ REQUIRED = ("", *HOSTILE)  # empty is a value only for a required key (else: the
 # Shared by the keys that refuse them, so the sweep needs few previews (one per value).
 NONSENSE, TOO_BIG, TOO_LONG_TAG = "maybe", "1000000000000", "x" * 129
 BAD_MAPS = ('{"BAD-NAME": "x"}', '{"A": "line1\\nline2"}')
-BAD_MOUNTS = ('["/etc:/x"]', '["/a:/b:rx"]', '["/var/run/docker.sock:/s"]')
+BAD_MOUNTS = ('["/etc:/x"]', '["/a:/b:rx"]', '["/var/run/docker.sock:/s"]', '["/home/u:/x"]', '["/usr:/x"]',
+              '["/bin:/x"]', '["/run/containerd/containerd.sock:/s"]', '["/run/dbus/system_bus_socket:/s"]',
+              '["/run/podman/podman.sock:/s"]', '["/var/spool/cron:/x"]', '["/var/lib/canary:/x"]',
+              '["/srv/../var/lib/canary:/x"]')
+BAD_PREFIXES = ('["/"]', '["/var"]', '["/etc/app"]', '["/var/lib/docker/x"]', '["srv"]', '["/run/dbus"]')
 BAD_DIRS = ("/etc/cron.d", "/etc/nginx", "/var/log", "/etc/nginx/conf.d/..")  # no nginx or log directory
 WELL_FORMED_TOKEN = "a" * 24  # refused in plain text by the keys that must be secret
 NO_FILE = "/nonexistent/canary-config-test"  # a path no machine has
@@ -84,7 +88,11 @@ PRIVATE_KEY_ALLOWED = ("an OpenSSH private key (pulumi config set --secret ssh_p
                        "or canary:ssh_private_key_file, a path to it")
 FORCE_ALLOW_ALLOWED = ("a list of IPv4 addresses or networks such as ['203.0.113.7', '10.0.0.0/8'] "
                        "(prefix /8 to /32, no host bits set; at most 64 entries)")
-VOLUMES_ALLOWED = "a list such as ['odoo-data:/var/lib/odoo']"
+VOLUMES_ALLOWED = "a list such as ['odoo-data:/var/lib/odoo', '/srv/odoo/addons:/mnt/addons:ro']"
+PREFIXES_ALLOWED = ("a list of absolute directories such as ['/srv/odoo', '/run/postgresql'] (not /, not a "
+                    "parent of a system directory such as /var or /usr, not inside /etc, /root, /proc, /sys, "
+                    "/dev, /boot, /usr, /var/lib/docker, /var/lib/canary, /var/spool or a container runtime's "
+                    "socket directory)")
 PROMETHEUS_METRICS_ALLOWED = (f"a list of up to {read.MAX_PROMETHEUS_METRICS} metrics such as [{{name: up, query: "
                               "'up{job=\"node\"}', min: 1}, {name: load, query: 'node_load1', max: 4}]: a short "
                               "name, a PromQL query answering one number, and max, min or both")
@@ -191,13 +199,18 @@ FIELDS: tuple[Field, ...] = (
           more="a map like `env`, secret the same way"),
     Field("allow_host_mounts", "`true` lifts the `volumes` rule — dangerous: a container with the Docker "
           "socket or `/` owns the host",
-          "true or false (true lets containers mount the host's root, /etc, the Docker socket and the like: "
-          "dangerous)", parse_bool, default=False, attr=None, bad=(*HOSTILE, NONSENSE)),
+          "true or false (true lets containers mount any host path, the host's root, /etc and the Docker socket "
+          "included: dangerous)", parse_bool, default=False, attr=None, bad=(*HOSTILE, NONSENSE)),
+    Field("host_mount_prefixes", "The host directories whose paths `volumes` and `canary_volumes` may mount, "
+          "e.g. `--path 'host_mount_prefixes[0]' /srv/odoo`", PREFIXES_ALLOWED, read=read.host_mount_prefixes,
+          structured=True, attr=None, default_doc="`/srv`, `/opt/<container_name>`",
+          bad=(*HOSTILE, *BAD_PREFIXES),
+          more="not `/`, a parent of a system directory, or inside /etc, /root, /proc, /sys, /dev, /boot, /usr, "
+               "/var/lib/docker, /var/lib/canary, /var/spool, a container runtime's socket directory"),
     Field("volumes", "Mounts, e.g. `['odoo-data:/var/lib/odoo']` (named volumes are `docker.Volume` resources "
           "that `pulumi destroy` leaves in place)", VOLUMES_ALLOWED, read=read.volumes, structured=True,
           bad=(*HOSTILE, *BAD_MOUNTS),
-          more="not the host's `/`, `/etc`, `/root`, `/proc`, `/sys`, `/dev`, `/boot`, `/var/lib/docker`, "
-               "the Docker socket or `/var`, `/run`, `/var/run`"),
+          more="named volumes, and host paths under `host_mount_prefixes` only (unless `allow_host_mounts`)"),
     Field("canary_volumes", "The canary's own mounts, replacing those of the same container path, e.g. "
           "`['odoo-canary-data:/var/lib/odoo']`", VOLUMES_ALLOWED, read=read.volumes, structured=True,
           bad=(*HOSTILE, *BAD_MOUNTS)),
@@ -302,9 +315,16 @@ FIELDS: tuple[Field, ...] = (
           bad=(*HOSTILE, "Postgres")),
     Field("backup_keep", "How many backups the droplet keeps (the oldest go)", "an integer from 1 to 1000",
           parse_int, between(1, 1000), default=5, bad=(*HOSTILE, "0", "10.5")),
+    Field("notify_allow_local", "`true` lets `notify_webhook` reach loopback and link-local addresses (a "
+          "receiver on the deploying machine); cloud metadata endpoints included: only for tests",
+          "true or false (true: the webhook may be a loopback or link-local address)", parse_bool, default=False,
+          attr=None, bad=(*HOSTILE, NONSENSE)),
     Field("notify_webhook", "Slack-compatible incoming webhook: canary started, promoted, holding, rolled back",
           "an http(s) URL of a Slack-compatible incoming webhook (set it with --secret)",
-          read=read.notify_webhook, secret="should", attr=None, bad=(*HOSTILE, "http://a b", "ftp://10.0.0.5")),
+          read=read.notify_webhook, secret="should", attr=None,
+          bad=(*HOSTILE, "http://a b", "ftp://10.0.0.5", "http://169.254.169.254/latest", "http://127.0.0.1:9/x"),
+          more="no redirects, no proxy from the environment; loopback, link-local (cloud metadata) and "
+               "unspecified addresses are refused unless `notify_allow_local`"),
     Field("probe_url", "The app's root as this machine reaches it, e.g. `http://10.0.0.5:8070`, when probes "
           "should not go through the SSH tunnel",
           "an http(s) URL of the app's root on this machine's network, e.g. http://10.0.0.5:8070 (default: "
@@ -326,13 +346,16 @@ FIELDS: tuple[Field, ...] = (
           "it (pulumi-docker) before anything changes; `false`: the image is already on the host (built there)",
           "true (pull image:image_tag from its registry onto the host) or false (the image is already on the "
           "host, e.g. built there)", parse_bool, default=True, bad=(*HOSTILE, NONSENSE)),
-    Field("registry_server", "The registry, `host[:port]`", "a registry host[:port] such as registry.digitalocean.com "
-          "(default: the registry named in canary:image)", matches(REGISTRY_RE), read=read.registry_server,
-          default_doc="the registry in `image`", more="Docker Hub for an image without one",
+    Field("registry_server", "The registry, `host[:port]`: the only one the registry login goes to (then "
+          "required, and `image` must be on it)", "a registry host[:port] such as registry.digitalocean.com "
+          "(default without a registry login: the registry named in canary:image)", matches(REGISTRY_RE),
+          read=read.registry_server, default_doc="the registry in `image` (no login)",
+          more="Docker Hub for an image without one",
           bad=(*HOSTILE, "https://registry.example.com")),
-    Field("registry_username", "The registry login's user name, e.g. a DigitalOcean API token",
+    Field("registry_username", "The registry login's user name, e.g. a DigitalOcean API token: "
+          "`pulumi config set --secret registry_username …`",
           "a registry user name (letters, digits, '_', '.', '@', '+', '-')", matches(REGISTRY_USER_RE),
-          bad=(*HOSTILE, "a b")),
+          secret="should", bad=(*HOSTILE, "a b")),
     Field("registry_insecure", "`true`: the registry speaks plain HTTP (one on 127.0.0.1, as on the test host)",
           "true (the registry speaks plain HTTP, e.g. one on 127.0.0.1) or false (HTTPS)", parse_bool,
           default=False, bad=(*HOSTILE, NONSENSE)),

@@ -14,11 +14,12 @@ import os
 import re
 import shlex
 from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import urlsplit
 
 from .analysis.sources.prometheus import PLACEHOLDERS, PromMetric, unknown_placeholders
-from .config_values import (ENV_NAME_RE, FORCE_TOKEN_RE, HOST_KEY_RE, URL_PATH_RE, USER_RE, WEBHOOK_RE, ConfigError, Reader,
-                            default_registry, is_host, is_port,
-                            force_network, mount_source_allowed, parse_float, parse_int, volume)
+from .config_values import (ENV_NAME_RE, FORCE_TOKEN_RE, HOST_KEY_RE, URL_PATH_RE, USER_RE, WEBHOOK_RE, ConfigError,
+                            Reader, default_mount_prefixes, default_registry, is_host, is_port, force_network,
+                            local_address_kind, mount_prefix, mount_source_allowed, parse_float, parse_int, volume)
 from .target import Target
 
 if TYPE_CHECKING:
@@ -77,12 +78,31 @@ def env_map(r: Reader, f: Field, values: dict) -> dict[str, str]:
     return out
 
 
+def host_mount_prefixes(r: Reader, f: Field, values: dict) -> tuple[str, ...]:
+    """The directories whose host paths containers may mount (default: /srv, /opt/APP)."""
+    raw = r.get(f.name)
+    if raw in (None, "", []):
+        return default_mount_prefixes(values["container_name"] or "app")
+    if not isinstance(raw, list) or len(raw) > 32:
+        r.problems.append(f"canary:{f.name} = {str(raw)[:60]!r} is not allowed: {f.allowed}")
+        return ()
+    prefixes = []
+    for v in raw:
+        try:
+            prefixes.append(mount_prefix(v))
+        except ValueError:
+            r.problems.append(f"canary:{f.name} entry {str(v)[:60]!r} is not allowed: {f.allowed}")
+    return tuple(prefixes)
+
+
 def volumes(r: Reader, f: Field, values: dict) -> tuple[str, ...]:
-    """Mounts; a host path no container may see only with allow_host_mounts (read before)."""
+    """Mounts: named volumes, and host paths under host_mount_prefixes unless
+    allow_host_mounts (both read before)."""
     key, raw = f.name, r.get(f.name) or []
     if not isinstance(raw, list):
         r.problems.append(f"canary:{key} must be {f.allowed}")
         return ()
+    prefixes = values["host_mount_prefixes"] or ()
     good = []
     for v in raw:
         try:
@@ -91,13 +111,13 @@ def volumes(r: Reader, f: Field, values: dict) -> tuple[str, ...]:
             r.problems.append(f"canary:{key} entry {str(v)[:60]!r} is not allowed: "
                               "SOURCE:/container/path[:ro|rw], SOURCE a volume name or absolute path")
             continue
-        if not values["allow_host_mounts"] and not mount_source_allowed(v.split(":")[0]):
+        if not values["allow_host_mounts"] and not mount_source_allowed(v.split(":")[0], prefixes):
             r.problems.append(
-                f"canary:{key} entry {str(v)[:60]!r} is not allowed: it mounts a host path no "
-                "container may see (/, /etc, /root, /proc, /sys, /dev, /boot, /var/lib/docker, the "
-                "Docker socket or its parents /var, /run, /var/run, or below them); use a "
-                "named volume or a directory of the app (e.g. /srv/odoo), or set "
-                "canary:allow_host_mounts true (dangerous: the container can take over the host)")
+                f"canary:{key} entry {str(v)[:60]!r} is not allowed: it mounts a host path outside "
+                f"canary:host_mount_prefixes ({', '.join(prefixes) or 'none'}). Allowed: a named volume "
+                "(e.g. odoo-data:/var/lib/odoo), or a host directory under one of those prefixes (e.g. "
+                f"{(prefixes or ('/srv',))[0]}/data:/data); add the app's directory to canary:host_mount_prefixes, "
+                "or set canary:allow_host_mounts true (dangerous: the container can take over the host)")
     return tuple(good)
 
 
@@ -151,10 +171,22 @@ def file_of(r: Reader, f: Field, values: dict) -> Optional[str]:
 
 # -- secrets ------------------------------------------------------------------------------------
 def notify_webhook(r: Reader, f: Field, values: dict) -> None:
-    """Checked only: the release provider reads it from the stack config itself."""
+    """Checked only: the release provider reads it from the stack config itself (and
+    checks the address it connects to: notify.py). Never echoed: it is a secret."""
     webhook = r.get(f.name)
-    if webhook not in (None, "") and not WEBHOOK_RE.fullmatch(str(webhook)):
+    if webhook in (None, ""):
+        return
+    if not WEBHOOK_RE.fullmatch(str(webhook)):
         r.problems.append(f"canary:{f.name} is not allowed: {f.allowed}")
+        return
+    try:
+        host = urlsplit(str(webhook)).hostname or ""
+    except ValueError:
+        host = ""
+    kind = "a loopback address" if host == "localhost" or host.endswith(".localhost") else local_address_kind(host)
+    if kind and not values["notify_allow_local"]:
+        r.problems.append(f"canary:{f.name} (secret, not shown) is not allowed: its host is {kind}; "
+                          "set canary:notify_allow_local true for a receiver on this machine")
 
 
 def force_allow(r: Reader, f: Field, values: dict) -> tuple[str, ...]:

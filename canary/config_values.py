@@ -49,13 +49,19 @@ NGINX_CORE_FILES = frozenset({"nginx.conf", "mime.types", "fastcgi.conf", "fastc
 # nginx's directories: a site path naming one of them is a directory, not a file.
 NGINX_DIRS = frozenset({"conf.d", "sites-enabled", "sites-available", "modules-enabled", "modules-available",
                         "snippets", "streams-enabled", "streams-available"})
-# Host paths a container must not mount (equal to or under them): the host's root
-# filesystem, its configuration and credentials, kernel interfaces, Docker's socket
-# and data. Parents of the Docker socket are refused as exact paths only (/run/postgresql
-# for a database socket stays allowed).
-FORBIDDEN_MOUNT_TREES = ("/etc", "/root", "/proc", "/sys", "/dev", "/boot", "/var/lib/docker",
-                         "/run/docker.sock", "/var/run/docker.sock")
-FORBIDDEN_MOUNT_PATHS = ("/", "/var", "/run", "/var/run")
+# Host paths a container may mount are an allow-list (canary:host_mount_prefixes): a
+# deny-list of the host's sensitive places always missed some (/home, /usr, a runtime's
+# socket under /run, cron's spool, this tool's own state in /var/lib/canary...). A prefix
+# may not be `/` or a parent of (or equal to) a system tree, and may not lie inside the
+# trees that hold the host's configuration, credentials, kernel interfaces, containers
+# and this tool's state; a directory of the app inside the others is fine when named
+# (e.g. /run/postgresql for a database socket, /home/odoo).
+SYSTEM_TREES = ("/etc", "/root", "/home", "/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib",
+                "/lib32", "/lib64", "/libx32", "/opt", "/run", "/var/run", "/var/lib", "/var/log",
+                "/var/spool", "/tmp", "/var/tmp")
+CLOSED_TREES = ("/etc", "/root", "/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/var/spool",
+                "/var/lib/docker", "/var/lib/containerd", "/var/lib/canary", "/run/docker.sock",
+                "/var/run/docker.sock", "/run/containerd", "/run/podman", "/run/dbus", "/run/systemd")
 
 
 class ConfigError(CanaryError):
@@ -86,7 +92,9 @@ class Reader:
         self.problems: list[str] = []
 
     def value(self, key: str, parse: Callable[[Any], Any], allowed: str, default: Any = None,
-              check: Callable[[Any], bool] = lambda v: True, required: bool = False) -> Any:
+              check: Callable[[Any], bool] = lambda v: True, required: bool = False, hidden: bool = False) -> Any:
+        """The key's canonical value, or None with a problem; a `hidden` key's value (one
+        that may be a secret) is never quoted in it, not even in part."""
         raw = self.get(key)
         if raw is None or (isinstance(raw, str) and raw.strip() == "" and not required):
             if required:
@@ -101,6 +109,9 @@ class Reader:
                 raise ValueError
             return value
         except (ValueError, TypeError):
+            if hidden:
+                self.problems.append(f"canary:{key} (not shown: it may be a secret) is not allowed: {allowed}")
+                return None
             shown = str(raw)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             self.problems.append(f"canary:{key} = {shown!r} is not allowed: {allowed}")
@@ -218,12 +229,26 @@ def volume(v: Any) -> str:
     return v
 
 
-def mount_source_allowed(source: str) -> bool:
-    """Whether a volume source may be mounted without canary:allow_host_mounts."""
+def default_mount_prefixes(app: str) -> tuple[str, ...]:
+    """Where the app's host directories may be unless canary:host_mount_prefixes says."""
+    return ("/srv", f"/opt/{app}")
+
+
+def mount_prefix(v: Any) -> str:
+    """A directory under which containers may mount host paths (see SYSTEM_TREES)."""
+    v = normal_path(v)
+    if v == "/" or any(under(t, v) for t in SYSTEM_TREES) or any(under(v, t) for t in CLOSED_TREES):
+        raise ValueError
+    return v
+
+
+def mount_source_allowed(source: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether a volume source may be mounted without canary:allow_host_mounts: a named
+    volume, or a host path under one of `prefixes`."""
     if not source.startswith("/"):
         return True  # a named volume
     path = posixpath.normpath("/" + source.lstrip("/"))  # `..`, `.`, `//` resolved
-    return path not in FORBIDDEN_MOUNT_PATHS and not any(under(path, t) for t in FORBIDDEN_MOUNT_TREES)
+    return any(under(path, p) for p in prefixes)
 
 
 # -- networks and registries -------------------------------------------------------------------
@@ -237,6 +262,36 @@ def force_network(v: Any) -> str:
         raise ValueError
     net = ipaddress.IPv4Network(v, strict=True)  # raises on host bits set
     return str(net.network_address) if net.prefixlen == 32 else str(net)
+
+
+# Addresses a notification must not reach unless canary:notify_allow_local: the deploying
+# machine itself, link-local ones (the cloud metadata endpoint 169.254.169.254 and its
+# IPv6 twin fd00:ec2::254, Alibaba's 100.100.100.200), no address at all.
+METADATA_ADDRESSES = frozenset({"169.254.169.254", "fd00:ec2::254", "100.100.100.200"})
+
+
+def local_address_kind(address: str) -> str:
+    """What makes an IP address one a webhook may not reach ("" when none, or not an IP)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0].strip("[]"))
+    except ValueError:
+        return ""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if str(ip) in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_unspecified or ip.is_multicast:
+        return "not a unicast address"
+    return ""
+
+
+def registry_host(server: str) -> str:
+    """A registry as Docker compares them: Docker Hub under any of its names."""
+    return "docker.io" if server in ("docker.io", "index.docker.io", "registry-1.docker.io") else server
 
 
 def default_registry(image: str) -> str:

@@ -86,7 +86,7 @@ def provider(s: Settings, t: Target) -> docker.Provider:
     auth = None
     if s.registry_username:
         auth = [docker.ProviderRegistryAuthArgs(
-            address=s.registry_address, username=s.registry_username,
+            address=s.registry_address, username=pulumi.Output.secret(s.registry_username),
             password=pulumi.Output.secret(s.registry_password))]
     return docker.Provider(
         named("docker", t), host=f"ssh://{t.user}@{t.host}:{t.port}",

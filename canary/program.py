@@ -15,7 +15,7 @@ from pulumi.runtime.config import get_config, is_config_secret
 
 from . import docker_resources, quick_exit, render
 from .config import ConfigError, load
-from .config_fields import SECRET_KEYS, decoded
+from .config_fields import FIELD, SECRET_KEYS, decoded
 from .fleet import waves
 from .planned import describe
 from .fleet_resource import Fleet, entries
@@ -38,7 +38,8 @@ def main() -> None:
     quick_exit.program()
     stack = pulumi.get_stack()
     try:
-        s = load(_raw, stack, frozenset(k for k in SECRET_KEYS if is_config_secret(f"{NAMESPACE}:{k}")))
+        secret = frozenset(k for k in SECRET_KEYS if is_config_secret(f"{NAMESPACE}:{k}"))
+        s = load(_raw, stack, secret)
         # A fleet: every droplet reached (and its journal read) before anything is declared.
         records = preflight.journals(s.fleet, s.container_name, stack) if s.is_fleet else {}
     except (ConfigError, preflight.Unreachable) as err:
@@ -89,6 +90,7 @@ def main() -> None:
             t = targets[name]
             promoter = docker_resources.named("promote", t) if not i and verdict_gate else ""
             inputs = dict(spec=spec, **env, metric_command=metric, split_preview=preview, environment=stack,
+                          plain_credentials=_plain_credentials(secret),
                           planned=planned if not releases else "", host_name=name, gate=gate,
                           host_record=records.get(name), promoted_by=promoter)
             releases[name], processes[name], steps = _droplet(s, t, docker_hosts[name], digest, inputs, earlier,
@@ -230,6 +232,14 @@ def _planned(spec: ReleaseSpec) -> pulumi.Output[str]:
     # The record is secret (the revision key); the words are not.
     return pulumi.Output.unsecret(pulumi.Output.all(me.get_output("release_record"), me.get_output("phase"))
                                   .apply(words))
+
+
+def _plain_credentials(secret: frozenset[str]) -> list[str]:
+    """The credentials set in plain text (keys whose value should be a secret): the release
+    carries their names, never their values, so the policy pack can refuse them on
+    production (a stack file in git would hold them readable)."""
+    return [k for k in SECRET_KEYS if FIELD[k].secret == "should" and k not in secret
+            and get_config(f"{NAMESPACE}:{k}") not in (None, "")]
 
 
 def _tag_of(image: Any) -> str:

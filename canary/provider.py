@@ -43,6 +43,7 @@ from . import plan as P
 from . import quick_exit, redact
 from .config import TARGET_KEYS, ConfigError, load_force_token, load_targets
 from .config_fields import decoded
+from .config_values import parse_bool, read_text
 from .engine_watch import exit_with_engine
 from .errors import CanaryError, DeployError, rolled_back_before
 from .phases import Phase
@@ -64,7 +65,8 @@ _say = engine_log.say  # progress lines, shown under the release (engine_log.py)
 # release's URN from it, so progress lines can name the resource).
 RELEASE_TYPE = "pulumi-python:dynamic/canary:Release"
 # The stack config configure() reads (a fleet's explicit providers are given these).
-PROVIDER_CONFIG_KEYS = (*TARGET_KEYS, "notify_webhook", "force_token", "database_url")
+PROVIDER_CONFIG_KEYS = (*TARGET_KEYS, "notify_webhook", "notify_allow_local", "force_token", "database_url",
+                        "registry_password", "registry_password_file")
 
 
 def _spec_inputs(props: dict) -> dict:
@@ -143,14 +145,27 @@ def _planned(spec: ReleaseSpec, olds: dict) -> P.Action:
     return action_for(spec, ReleaseStatus.from_outputs(olds))
 
 
+def _registry_password(config: Any) -> str:
+    """The registry password from the stack config (the value, or the file it names)."""
+    password, path = config.get("registry_password"), config.get("registry_password_file")
+    if not password and path:
+        try:
+            password = read_text(str(path))
+        except OSError:
+            password = ""
+    return str(password or "").strip()
+
+
 class ReleaseProvider(ResourceProvider):
     def __init__(self) -> None:
         super().__init__()
         self.targets: dict[str, Target] = {}
         self.target_error: Optional[str] = None
         self.webhook: Optional[str] = None
+        self.notify_allow_local = False
         self.force_token = ""
         self.database_url: Optional[str] = None
+        self.registry_password = ""
 
     def configure(self, req: ConfigureRequest) -> None:
         try:
@@ -160,6 +175,12 @@ class ReleaseProvider(ResourceProvider):
         self.webhook = req.config.get("notify_webhook") or None
         # The app's database (backups, the connections check): like the webhook, never an input.
         self.database_url = req.config.get("database_url") or None
+        try:  # (the program refused a bad value at preview)
+            self.notify_allow_local = parse_bool(req.config.get("notify_allow_local") or False)
+        except ValueError:
+            self.notify_allow_local = False
+        # Masked like every configured secret (an error or a log line may quote it).
+        self.registry_password = _registry_password(req.config)
         # Forced routing's token: from the stack config, like the webhook, never an input.
         try:
             self.force_token = load_force_token(req.config.get)
@@ -187,11 +208,12 @@ class ReleaseProvider(ResourceProvider):
         spec = spec_inputs if isinstance(spec_inputs, ReleaseSpec) else ReleaseSpec.from_inputs(spec_inputs)
         target = self._target(host_name or "")
         redactor = redact.Redactor([*spec.secret_values(), self.webhook, self.force_token, target.private_key,
-                                    self.database_url],
+                                    self.database_url, self.registry_password],
                                    public=spec.public_values())
         redact.install(redactor)
         host = Host(target, log=_say)
-        notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say), redactor)
+        notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say,
+                                                     allow_local=self.notify_allow_local), redactor)
         return Controller(over_ssh(host, spec, self.database_url), spec, _say, revision, notifier, self.force_token,
                           approved=approved, promoted_by=promoted_by), host
 
@@ -339,7 +361,7 @@ class Release(Resource, module="canary", name="Release"):
                  metric_command: pulumi.Input[Optional[str]] = None, planned: pulumi.Input[str] = "",
                  host_name: str = "", gate: pulumi.Input[Optional[list]] = None,
                  host_record: Optional[dict] = None, staged: pulumi.Input[Optional[bool]] = None,
-                 promoted_by: str = ""):
+                 promoted_by: str = "", plain_credentials: Optional[list] = None):
         # Its own URN, so its progress lines show under it (engine_log.py).
         log_urn = pulumi.create_urn(name, RELEASE_TYPE, parent=opts.parent if opts else None)
         outputs = {k: None for k in OUTPUT_KEYS}
@@ -352,6 +374,8 @@ class Release(Resource, module="canary", name="Release"):
                           # what this update will do, in words: preview shows it (an input)
                           "planned": planned, "log_urn": log_urn,
                           "environment": environment, "image": None, "revision_key": None,
+                          # names of credentials set without --secret: for the policy pack
+                          "plain_credentials": plain_credentials or [],
                           "converged": None, "desired_failed": None, "passed": None,
                           # a fleet's droplet (fleet.py); "" and None for the one canary:host
                           "host_name": host_name, "gate": gate, "host_record": host_record,

@@ -1,7 +1,8 @@
 """Keeps configured secret values out of everything the tool says.
 
 A `Redactor` knows the stack's secret values (container env set with `--secret`, the
-notification webhook, the SSH key, a secret metric command) and replaces each of them,
+notification webhook, the SSH key, a secret metric command, the forced-routing token,
+the registry password) and replaces each of them,
 wherever it appears in a text, with `[secret]`: in failure reasons and messages (which
 quote container logs and command errors), outputs, analysis reports, notifications and
 progress lines. The provider installs the stack's redactor for its process (`install`);
@@ -15,6 +16,7 @@ app's name, its image, its ports) are not masked either.
 
 from __future__ import annotations
 
+import html
 import json
 import shlex
 from typing import Any, Iterable, Optional
@@ -24,8 +26,10 @@ MIN_LENGTH = 4
 
 
 def _variants(value: str) -> set[str]:
-    """The value as it may appear in a message: raw, shell-quoted, JSON-escaped."""
-    out = {value, shlex.quote(value), json.dumps(value)[1:-1]}
+    """The value as it may appear in a message: raw, shell-quoted, JSON-escaped, or
+    HTML-escaped (a report page)."""
+    out = {value, shlex.quote(value), json.dumps(value)[1:-1], html.escape(value, quote=False),
+           html.escape(value)}
     return {v for v in out if len(v) >= MIN_LENGTH}
 
 

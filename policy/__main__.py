@@ -27,26 +27,47 @@ def _production_release(args: ResourceValidationArgs):
     return props.get("spec") or {}
 
 
+def _steps(spec: dict) -> list[int]:
+    return [int(s) for s in spec.get("steps") or []]
+
+
 def big_canaries_need_review(args: ResourceValidationArgs, report_violation):
     spec = _production_release(args)
     if spec is None:
         return
-    top = max(int(s) for s in spec.get("steps") or [0])
-    if top > MAX_UNATTENDED_PERCENTAGE and top < 100 and spec.get("auto_promote"):
+    steps = _steps(spec)
+    # Every step above the limit counts, 100 included when steps before it were analysed
+    # (then it is a canary with all the traffic, not a promotion): [60, 100] is a 60 %
+    # canary. A lone 100 is the next rule's.
+    big = [] if steps == [100] else [s for s in steps if s > MAX_UNATTENDED_PERCENTAGE]
+    if big and spec.get("auto_promote"):
         report_violation(
-            f"canary_percentage {top} is above {MAX_UNATTENDED_PERCENTAGE} on production: "
-            "set auto_promote false and promote after a review")
+            f"a canary step of {big[0]} % is above {MAX_UNATTENDED_PERCENTAGE} % on production "
+            f"(canary_percentage or canary_steps {steps}): set auto_promote false and promote after a review")
 
 
 def production_promotions_are_analysed(args: ResourceValidationArgs, report_violation):
     spec = _production_release(args)
     if spec is None:
         return
-    if [int(x) for x in spec.get("steps") or []] == [100]:
+    steps = _steps(spec)
+    # Steps only increase, so 100 % is reached with an analysis first exactly when a
+    # step below 100 comes before it.
+    if steps and steps[0] >= 100:
         report_violation(
-            "canary_percentage 100 on production promotes the image without any analysis: use a "
-            "canary (e.g. 10) or canary_steps; to go back to the previous image, set image_tag to "
-            "it (an instant rollback needs no canary_percentage 100)")
+            f"canary_percentage or canary_steps {steps} on production reaches 100 % without any analysis: "
+            "start with a canary below 100 (e.g. 10, or canary_steps [10, 50]); to go back to the "
+            "previous image, set image_tag to it (an instant rollback needs no canary_percentage 100)")
+
+
+def credentials_are_secrets(args: ResourceValidationArgs, report_violation):
+    """A credential set without --secret sits readable in the stack file (git) and the
+    config; the release names such keys (never their values) in `plain_credentials`."""
+    if args.resource_type != RELEASE or str(args.props.get("environment", "")).lower() not in PRODUCTION:
+        return
+    for key in args.props.get("plain_credentials") or []:
+        report_violation(f"canary:{key} is a credential set in plain text on production: set it with "
+                         f"`pulumi config set --secret {key} ...` (a registry user name may be an API token)")
 
 
 def production_monitors_long_enough(args: ResourceValidationArgs, report_violation):
@@ -84,12 +105,17 @@ PolicyPack(
     policies=[
         ResourceValidationPolicy(
             name="big-canaries-need-review",
-            description="On production, a canary above 50 % needs auto_promote=false.",
+            description="On production, a canary step above 50 % (100 after others included) needs "
+                        "auto_promote=false.",
             validate=big_canaries_need_review),
         ResourceValidationPolicy(
             name="production-promotions-are-analysed",
-            description="On production, canary_percentage 100 (promotion without analysis) is refused.",
+            description="On production, reaching 100 % without an analysed step below it is refused.",
             validate=production_promotions_are_analysed),
+        ResourceValidationPolicy(
+            name="credentials-are-secrets",
+            description="On production, credentials (registry login, deploy key, webhook) are set with --secret.",
+            validate=credentials_are_secrets),
         ResourceValidationPolicy(
             name="production-monitors-long-enough",
             description="On production, monitoring_duration is at least 10 minutes.",

@@ -91,6 +91,7 @@ def test_secrets_never_leak_from_a_failing_canary(tmp_path):
     d.set(ssh_private_key_file="", metric_max="50", restart_policy="no")
     d.stack.set_config("canary:ssh_private_key", auto.ConfigValue(value=key_text, secret=True))
     receiver = Receiver()
+    d.set(notify_allow_local="true")  # the receiver is on loopback
     d.set_secret("notify_webhook", receiver.url)
     d.set_secret("env.DB_PASSWORD", ENV_SECRET)
     # Trusted host command; `sleep` outlives the metric timeout, so no number: fail closed.

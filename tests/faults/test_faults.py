@@ -255,6 +255,7 @@ def test_secrets_never_leak(tmp_path):
     dep.stack.set_config("canary:ssh_private_key",
                          auto.ConfigValue(value=(TESTHOST_DIR / "id_ed25519").read_text(), secret=True))
     dep.set_secret("env.DB_PASSWORD", "hunter2-very-secret")
+    dep.set(notify_allow_local="true")
     dep.set_secret("notify_webhook", "http://127.0.0.1:9/hooks/webhook-secret-path")
     seen = []
     stop = threading.Event()

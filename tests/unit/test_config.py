@@ -148,17 +148,42 @@ def test_nginx_paths_inside_nginx_are_allowed(key, value):
     "/dev:/x", "/boot:/x", "/var/run/docker.sock:/var/run/docker.sock", "/run/docker.sock:/s",
     "/run:/x", "/var/run:/x", "/var:/x", "/srv/../etc:/x", "//etc:/x", "/srv/..:/x", "/var/./run:/x",
     "/var/lib/docker:/x", "/./etc/shadow:/x:ro",
+    # What the old deny-list let through (issue 34).
+    "/home:/x", "/home/odoo/.ssh:/x", "/usr:/x", "/usr/bin:/x", "/bin:/x", "/run/containerd/containerd.sock:/s",
+    "/run/dbus/system_bus_socket:/s", "/run/podman/podman.sock:/s", "/var/spool/cron:/x",
+    "/var/lib/canary:/x", "/var/lib/canary/odoo:/x", "/srv/../var/lib/canary:/x",
+    # Outside the default prefixes (/srv, /opt/odoo), however harmless they look.
+    "/opt/other-app:/x", "/srvx:/x", "/opt/odoo-other:/x", "/var/lib/odoo:/var/lib/odoo", "/etcetera:/x",
 ])
-def test_dangerous_host_mounts_are_refused(volume):
+def test_host_mounts_outside_the_prefixes_are_refused(volume):
     text = problems(volumes=[volume])
     assert "canary:volumes" in text and "canary:allow_host_mounts" in text
+    assert "canary:host_mount_prefixes (/srv, /opt/odoo)" in text and "named volume" in text
+    assert "canary:canary_volumes" in problems(canary_volumes=[volume])
 
 
-@pytest.mark.parametrize("volume", ["odoo-data:/var/lib/odoo", "/srv/odoo/addons:/mnt/addons:ro",
-                                    "/var/lib/odoo:/var/lib/odoo", "/run/postgresql:/run/postgresql",
-                                    "/etcetera:/x", "/home/odoo:/x"])
-def test_app_mounts_and_named_volumes_stay_allowed(volume):
+@pytest.mark.parametrize("volume", ["odoo-data:/var/lib/odoo", "/srv/odoo/addons:/mnt/addons:ro", "/srv:/srv",
+                                    "/opt/odoo:/x", "/opt/odoo/filestore:/x"])
+def test_named_volumes_and_the_default_prefixes_are_allowed(volume):
     assert settings(volumes=[volume]).volumes == (volume,)
+    assert settings(canary_volumes=[volume]).canary_volumes == (volume,)
+
+
+@pytest.mark.parametrize("prefix,volume", [("/var/lib/odoo", "/var/lib/odoo:/var/lib/odoo"),
+                                           ("/run/postgresql", "/run/postgresql:/run/postgresql"),
+                                           ("/home/odoo", "/home/odoo/addons:/x"), ("/etcetera", "/etcetera:/x")])
+def test_configured_prefixes_allow_the_apps_own_directories(prefix, volume):
+    s = settings(volumes=[volume], host_mount_prefixes=[prefix])
+    assert s.volumes == (volume,)
+    # The configured list replaces the default one.
+    assert "canary:volumes" in problems(volumes=["/srv/x:/x"], host_mount_prefixes=[prefix])
+
+
+@pytest.mark.parametrize("prefixes", [["/"], ["/var"], ["/usr"], ["/var/lib"], ["/opt"], ["/etc/odoo"],
+                                      ["/var/lib/docker/volumes"], ["/var/lib/canary"], ["/run/dbus"],
+                                      ["/run/containerd"], ["srv"], ["/srv/../etc"], ["/srv/"], "/srv", [1]])
+def test_prefixes_that_would_open_the_host_are_refused(prefixes):
+    assert "canary:host_mount_prefixes" in problems(host_mount_prefixes=prefixes)
 
 
 def test_allow_host_mounts_lets_the_operator_mount_anything():
@@ -177,8 +202,12 @@ def test_registry_defaults_to_the_one_named_in_the_image():
     assert s.registry_address == "http://127.0.0.1:5000" and s.image_pull is True
 
 
+LOGIN = {"registry_server": "registry.example.com", "image": "registry.example.com/team/odoo",
+         "registry_username": "ci"}
+
+
 def test_registry_password_must_be_a_secret_and_is_never_echoed():
-    values = {**BASE, "registry_username": "ci", "registry_password": "pa55word-123"}
+    values = {**BASE, **LOGIN, "registry_password": "pa55word-123"}
     with pytest.raises(ConfigError) as err:
         load(values.get, "test")
     assert "canary:registry_password must be a secret" in str(err.value)
@@ -189,12 +218,51 @@ def test_registry_password_must_be_a_secret_and_is_never_echoed():
 
 
 def test_registry_password_from_a_file_and_credentials_go_together():
-    values = {**BASE, "registry_username": "ci", "registry_password_file": "/run/secrets/registry"}
+    values = {**BASE, **LOGIN, "registry_password_file": "/run/secrets/registry"}
     s = load(values.get, "test", read_file=lambda path: "from-file\n")
     assert s.registry_password == "from-file"
     assert "go together" in problems(registry_username="ci")
     text = problems(registry_username="bad user")
     assert "canary:registry_username" in text
+
+
+def test_the_registry_login_goes_to_the_configured_server_only():
+    login = {**LOGIN, "registry_password_file": "/run/secrets/registry"}
+
+    def loaded(**over):
+        values = {**BASE, **login, **over}
+        return load(lambda k: values.get(k), "test", read_file=lambda path: "pw-from-file\n")
+
+    assert loaded().registry_address == "registry.example.com"
+    # A pull request that changes the image's host alone: refused, naming the keys.
+    with pytest.raises(ConfigError) as err:
+        loaded(image="evil.example.net/team/odoo")
+    text = str(err.value)
+    assert "- canary:image 'evil.example.net/team/odoo' is on the registry 'evil.example.net'" in text
+    assert "canary:registry_server 'registry.example.com'" in text and "canary:registry_username" in text
+    with pytest.raises(ConfigError):
+        loaded(image="odoo")  # Docker Hub
+    # With a login, the server is never taken from the image.
+    with pytest.raises(ConfigError) as err:
+        loaded(registry_server=None)
+    assert "canary:registry_server is required with a registry login" in str(err.value)
+    # Docker Hub under its other names; no login: the image's registry, anonymously.
+    assert loaded(image="odoo", registry_server="index.docker.io").registry_server == "index.docker.io"
+    assert settings(image="evil.example.net/team/odoo").registry_username is None
+
+
+def test_secret_capable_values_are_never_echoed_in_errors():
+    metric = "psql postgresql://odoo:hunter2-pw@db/odoo -Atc 'select 1'\nsecond line " + "x" * 2000
+    values = {**BASE, "metric_command": metric, "metric_max": "5", "registry_username": "dop_v1 token x"}
+    for secret_keys in (frozenset(), frozenset({"metric_command", "registry_username"})):
+        with pytest.raises(ConfigError) as err:
+            load(values.get, "test", secret_keys=secret_keys)
+        text = str(err.value)
+        assert "- canary:metric_command (not shown: it may be a secret) is not allowed" in text
+        assert "- canary:registry_username (not shown: it may be a secret) is not allowed" in text
+        assert "psql" not in text and "hunter2" not in text and "dop_v1" not in text
+    # A key that can hold no secret still shows what was wrong with it.
+    assert "'abc'" in problems(canary_percentage="abc")
 
 
 @pytest.mark.parametrize("key,value", [("image_pull", "maybe"), ("registry_insecure", "yes please"),
@@ -228,3 +296,18 @@ def test_pulumi_yaml_declares_the_keys_with_the_programs_defaults():
     assert set(defaults) == set(DEFAULTS)  # the required keys have none: Pulumi asks for them
     # What Pulumi hands the program from Pulumi.yaml means what the program's defaults mean.
     assert load(lambda k: BASE.get(k, defaults.get(k)), "test") == load(BASE.get, "test")
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:9/hooks/x",
+                                 "http://localhost/hooks/x", "http://[::1]:8080/x", "https://[fd00:ec2::254]/x",
+                                 "http://0.0.0.0/x"])
+def test_a_webhook_on_a_local_address_is_refused_at_preview(url):
+    text = problems(notify_webhook=url)
+    assert "- canary:notify_webhook (secret, not shown) is not allowed: its host is" in text
+    assert "canary:notify_allow_local" in text and url not in text and "/x" not in text
+    settings(notify_webhook=url, notify_allow_local="true")
+
+
+def test_a_webhook_on_another_address_is_accepted():
+    settings(notify_webhook="https://hooks.slack.com/services/T0/B0/x")
+    settings(notify_webhook="http://10.0.0.5:8065/hooks/x")  # a self-hosted receiver on the private network

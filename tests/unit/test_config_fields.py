@@ -105,7 +105,7 @@ def test_defaults_come_from_fields():
 
 def test_structured_keys_are_decoded_from_json():
     assert set(STRUCTURED) == {"env", "canary_env", "volumes", "canary_volumes", "canary_steps", "hosts",
-                               "websocket_paths", "prometheus_metrics"}
+                               "websocket_paths", "prometheus_metrics", "host_mount_prefixes"}
     assert decoded("canary_steps", "[10, 25]") == [10, 25]
     assert decoded("canary_steps", "not json") == "not json"  # reported by the key's own check
     assert decoded("image_tag", "[1]") == "[1]"
@@ -114,7 +114,8 @@ def test_structured_keys_are_decoded_from_json():
 # A well-formed value of each key that must be a secret (with what it needs), refused
 # when set in plain text.
 WELL_FORMED_SECRETS = {"force_token": ("a" * 24, {}),
-                       "registry_password": ("pa55word-123", {"registry_username": "ci"}),
+                       "registry_password": ("pa55word-123", {"registry_username": "ci",
+                                                              "registry_server": "docker.io"}),
                        "database_url": ("postgresql://erp:s3cret-pw@172.17.0.1:5432/erp", {})}
 
 

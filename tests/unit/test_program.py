@@ -119,15 +119,34 @@ def test_registry_password_reaches_only_the_provider_as_a_secret(run_program, mo
     secret = "pa55-word-xyz"
     monkeypatch.setattr(program, "is_config_secret", lambda key: key == "canary:registry_password")
     mocks = run_program({**BASE, "image": "registry.example.com/team/odoo", "registry_username": "ci",
-                         "registry_password": secret})
+                         "registry_server": "registry.example.com", "registry_password": secret})
     auth = _named(mocks, "docker").inputs["registryAuth"]
     # A secret, as a whole (the engine's secret signature around its JSON).
     assert auth["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
     auth = json.loads(auth["value"])
     assert auth[0]["address"] == "registry.example.com" and auth[0]["username"] == "ci"
+    # The release's provider process has it too (to mask it in messages), as a secret.
+    masked = _named(mocks, "dynamic").inputs["canary:registry_password"]
+    assert masked["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
     for r in mocks.resources:
-        if r.name != "docker":
+        if r.name not in ("docker", "dynamic"):
             assert secret not in json.dumps(r.inputs, default=str), r.name
+
+
+def test_credentials_set_in_plain_text_are_named_for_the_policy_pack(run_program, monkeypatch):
+    import canary.program as program
+    login = {**BASE, "image": "registry.example.com/team/odoo", "registry_server": "registry.example.com",
+             "registry_username": "dop_v1_token", "registry_password": "pa55-word-xyz"}
+    monkeypatch.setattr(program, "is_config_secret", lambda key: key == "canary:registry_password")
+    release = _named(run_program(login), "release").inputs
+    assert release["plain_credentials"] == ["ssh_private_key", "registry_username"]
+    assert "dop_v1_token" not in json.dumps(release, default=str)
+    monkeypatch.setattr(program, "is_config_secret", lambda key: key in (
+        "canary:registry_password", "canary:registry_username", "canary:ssh_private_key"))
+    mocks = run_program(login)
+    assert _named(mocks, "release").inputs["plain_credentials"] == []
+    auth = _named(mocks, "docker").inputs["registryAuth"]
+    assert auth["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
 
 
 def test_image_already_on_the_host_is_not_looked_up(run_program):

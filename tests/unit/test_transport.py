@@ -62,7 +62,7 @@ def _server(mode):
 def _send(url):
     logs = []
     start = time.monotonic()
-    notify.Notifier(url, "prod", "odoo", logs.append).send("started", "canary started")
+    notify.Notifier(url, "prod", "odoo", logs.append, allow_local=True).send("started", "canary started")
     return time.monotonic() - start, logs
 
 
