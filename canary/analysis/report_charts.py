@@ -8,6 +8,7 @@ instead of carrying 4.8 MB of JS each.
 
 from __future__ import annotations
 
+import html as html_module
 import math
 import textwrap
 
@@ -106,10 +107,14 @@ def _mark_decision(fig: go.Figure, d: Decision) -> None:
         return
     colour = DECISION_COLORS.get(d.status, LIMIT_COLOR)
     fig.add_vline(x=d.check, line={"color": colour, "width": 3, "dash": "dash"}, layer="below")
+    # Plotly reads a label as a subset of HTML (links included): the reason quotes the
+    # app's logs, so it is shown as text, escaped line by line.
+    label = html_module.escape(d.label, quote=False)
     fig.add_annotation(
         x=d.check, xref="x", y=1, yref="paper", yanchor="bottom", xanchor="right" if d.check > 1 else "left",
-        text=f"<b>{d.label}</b>", showarrow=False, font={"color": colour, "size": 12},
-        hovertext="<br>".join(textwrap.wrap(d.reason, 70)) or d.label)
+        text=f"<b>{label}</b>", showarrow=False, font={"color": colour, "size": 12},
+        hovertext="<br>".join(html_module.escape(line, quote=False) for line in textwrap.wrap(d.reason, 70))
+        or label)
 
 
 def figure(c: Chart, d: Decision) -> go.Figure:

@@ -1,11 +1,13 @@
 """The analysis report as a person sees it: rendered by headless Chromium, its charts
 checked from the screenshot's pixels (series colours inside the plot areas, which are
-found by their background colour). Screenshots are kept as artifacts."""
+found by their background colour), and hostile text from the app shown as text (the
+document Chromium built, read back). Screenshots are kept as artifacts."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 from PIL import Image
@@ -144,3 +146,73 @@ def test_equal_series_both_stay_visible(artifacts):
     per_chart = colours_per_chart(img, plot_areas(img))
     print("stable/canary pixels:", per_chart)
     assert_both_series(per_chart, 150)
+
+
+# What a container may log (quoted in a failure reason) or a hostile config may name.
+HOSTILE = ('<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+           '<a href="javascript:document.title=\'pwned\'">click</a><b>bold?</b> &amp; done')
+TITLE = "Canary analysis: odoo:v2 (fail)"
+
+
+def dump_dom(html: Path) -> str:
+    """The document as Chromium built it, once the page's scripts ran."""
+    chromium = shutil.which("chromium")
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+           f"--user-data-dir={html.parent / 'chromium-dom-profile'}", "--virtual-time-budget=15000", "--dump-dom",
+           html.as_uri()]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    shutil.rmtree(html.parent / "chromium-dom-profile", ignore_errors=True)
+    assert r.returncode == 0 and "<body" in r.stdout, r.stderr[-2000:]
+    return r.stdout
+
+
+class Document(HTMLParser):
+    """The elements of a document (tag names, in order), its title and the text of its
+    decision box."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.title = self.decision = ""
+        self._in: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        cls = dict(attrs).get("class") or ""
+        self._in.append("decision" if "decision" in cls.split() else tag)
+
+    def handle_endtag(self, tag):
+        if self._in:
+            self._in.pop()
+
+    def handle_data(self, data):
+        if self._in and self._in[-1] == "title":
+            self.title += data
+        if "decision" in self._in:
+            self.decision += data
+
+
+def test_hostile_text_is_shown_as_text(artifacts):
+    summary = {**fx.slow_canary(), "reason": f"the canary exited; its log: {HOSTILE}"}
+    html = render(summary, artifacts)
+    doc = Document(dump_dom(html))
+    img = screenshot(html, artifacts / "hostile-text.png")
+    print("title:", doc.title, "decision:", doc.decision[:300])
+    assert doc.title == TITLE  # no injected script ran
+    assert "img" not in doc.tags and "a" not in doc.tags  # no element made of the log line
+    assert HOSTILE in " ".join(doc.decision.split())  # the markup, as text (its &amp; too)
+    assert len(plot_areas(img)) == 4  # the page's own scripts still draw every chart
+
+
+def test_the_pages_policy_stops_markup_that_slipped_through(artifacts):
+    """Defense in depth: markup pasted into the page as it is (as an escaping bug would
+    leave it) does not run: the page's Content-Security-Policy allows its own scripts only."""
+    html = render(fx.slow_canary(), artifacts)
+    injected = html.with_name("injected.html")
+    injected.write_text(html.read_text().replace("</body>", HOSTILE + "</body>"))
+    doc = Document(dump_dom(injected))
+    img = screenshot(injected, artifacts / "injected.png")
+    assert "img" in doc.tags and "script" in doc.tags  # there, as a bug would leave them...
+    assert doc.title == TITLE  # ...but neither the script nor the handler ran
+    assert len(plot_areas(img)) == 4

@@ -54,7 +54,7 @@ BASE_CONFIG = {
 # The test host's private registry (testhost.sh start pushes the demo images there).
 REGISTRY = "127.0.0.1:5000"
 REGISTRY_CONFIG = {
-    "image": f"{REGISTRY}/canary-demo", "image_pull": "true", "registry_insecure": "true",
+    "image": f"{REGISTRY}/canary-demo", "image_pull": "true", "registry_insecure": "true", "registry_server": REGISTRY,
     "registry_username": "canary", "registry_password_file": str(TESTHOST_DIR / "registry_password"),
 }
 

@@ -10,13 +10,16 @@ import select
 import struct
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from pulumi import automation as auto
 
+from canary.config_fields import names_key
 from canary.spec import ReleaseSpec
-from tests.e2e.harness import ROOT, TESTHOST_DIR, Deployment, containers, link_lock_files, reset_host, sh, ssh_commands
+from tests.e2e.harness import (REGISTRY, REGISTRY_CONFIG, ROOT, TESTHOST_DIR, Deployment, containers, link_lock_files,
+                               reset_host, sh, ssh_commands)
 from tests.e2e.test_ecosystem import Receiver
 
 from .conftest import record
@@ -32,7 +35,13 @@ HOSTILE = {
     "nginx_conf_dir": ["/etc/nginx", "/etc/profile.d"],
     "nginx_log_dir": ["/etc/nginx/conf.d", "/var/log/../lib/docker"],
     "volumes": [["/:/host"], ["/var/run/docker.sock:/var/run/docker.sock"], ["/run:/run"],
-                ["/srv/../etc:/etc2:ro"], ["/root/.ssh:/keys"], ["/var:/var"]],
+                ["/srv/../etc:/etc2:ro"], ["/root/.ssh:/keys"], ["/var:/var"],
+                # What the deny-list let through (issue 34): the allow-list refuses them.
+                ["/home:/home"], ["/usr:/usr"], ["/bin:/bin"], ["/run/containerd/containerd.sock:/c.sock"],
+                ["/run/dbus/system_bus_socket:/dbus"], ["/run/podman/podman.sock:/p.sock"],
+                ["/var/spool/cron:/cron"], ["/var/lib/canary:/state"], ["/srv/../var/lib/canary/odoo:/s"]],
+    "canary_volumes": [["/home/odoo/.ssh:/keys"], ["/var/lib/canary:/state"], ["/usr/bin:/b"]],
+    "host_mount_prefixes": [["/"], ["/var"], ["/var/lib/canary"], ["/run/containerd"]],
 }
 
 
@@ -53,8 +62,9 @@ def test_paths_and_host_mounts_are_refused_at_preview(tmp_path):
                 message = str(err)
             d.stack.remove_config(f"canary:{key}")
             tried += 1
-            hint = "canary:allow_host_mounts" if key == "volumes" else ("/etc/nginx/" if key != "nginx_log_dir"
-                                                                        else "/var/log/")
+            hint = {"volumes": "canary:allow_host_mounts", "canary_volumes": "canary:host_mount_prefixes",
+                    "host_mount_prefixes": "not a parent of a system directory",
+                    "nginx_log_dir": "/var/log/"}.get(key, "/etc/nginx/")
             if f"canary:{key}" in message and hint in message and ssh_commands() == before:
                 rejected += 1
             else:
@@ -64,10 +74,123 @@ def test_paths_and_host_mounts_are_refused_at_preview(tmp_path):
         value=json.dumps(["/var/run/docker.sock:/var/run/docker.sock"])),
         "canary:allow_host_mounts": auto.ConfigValue(value="true")})
     d.stack.preview()
+    # A directory of the app under a configured prefix needs no opt-in.
+    d.stack.remove_config("canary:allow_host_mounts")
+    d.stack.set_all_config({**base, "canary:volumes": auto.ConfigValue(value=json.dumps(["/srv/odoo/addons:/a:ro"])),
+                            "canary:canary_volumes": auto.ConfigValue(value=json.dumps(["/data/odoo:/d"])),
+                            "canary:host_mount_prefixes": auto.ConfigValue(value=json.dumps(["/srv", "/data/odoo"]))})
+    d.stack.preview()
     record("nginx paths and host mounts",
            {f"every hostile value refused at preview, naming key and allowed place, no host command "
             f"({tried - rejected} of {tried} not)": rejected == tried,
             "no container started": containers() == {}}, inputs=(tried, rejected))
+
+
+# -- the registry login goes to registry_server only ------------------------------------------
+class _Registry:
+    """A registry on loopback that records every request (and its Authorization header) and
+    answers 401 asking for a login, as a private registry does."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="decoy"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_registry_login_never_follows_the_image(tmp_path):
+    """A pull request that changes `image` alone to another registry: refused at preview,
+    and that registry never sees the login. Without a login, the image's registry is
+    asked anonymously."""
+    reset_host()
+    decoy = _Registry()
+    d = Deployment(tmp_path, config=REGISTRY_CONFIG, echo=False)
+    password = (TESTHOST_DIR / "registry_password").read_text().strip()
+    before = ssh_commands()
+    tried = rejected = 0
+    try:
+        for image in (f"{decoy.address}/canary-demo", "registry.example.net/team/canary-demo", "canary-demo"):
+            d.set(image=image)
+            tried += 1
+            try:
+                d.stack.preview()
+                message = ""
+            except auto.CommandError as err:
+                message = str(err)
+            if (names_key(message, "image") and f"canary:registry_server '{REGISTRY}'" in message
+                    and "canary:registry_username" in message and password not in message):
+                rejected += 1
+            else:
+                print(f"NOT REJECTED: image = {image!r}: {message[-600:]}")
+        # With a login, the registry is never taken from the image.
+        d.set(image=REGISTRY_CONFIG["image"])
+        d.stack.remove_config("canary:registry_server")
+        tried += 1
+        try:
+            d.stack.preview()
+            message = ""
+        except auto.CommandError as err:
+            message = str(err)
+        if names_key(message, "registry_server") and "is required with a registry login" in message:
+            rejected += 1
+        login_untouched = decoy.seen == [] and ssh_commands() == before
+        # No login at all: the image's own registry, asked without credentials.
+        d.stack.remove_all_config(["canary:registry_username", "canary:registry_password_file"])
+        d.set(image=f"{decoy.address}/canary-demo")
+        with pytest.raises(auto.CommandError) as anonymous:
+            d.stack.preview()
+    finally:
+        decoy.close()
+    print({"decoy saw": decoy.seen})
+    record("registry login only for canary:registry_server",
+           {f"every image on another registry refused at preview, naming the keys ({tried - rejected} of "
+            f"{tried} not)": rejected == tried,
+            "the other registry got no request while a login was configured, no host command": login_untouched,
+            "without a login, the image's registry is asked anonymously": bool(decoy.seen) and all(
+                r["authorization"] is None for r in decoy.seen),
+            "that preview fails saying it cannot read the image": "cannot read" in str(anonymous.value),
+            "no container started": containers() == {}}, inputs=(tried, rejected))
+
+
+def test_secret_values_are_never_echoed_in_config_errors(tmp_path):
+    """A secret metric command that is long and multi-line, and a registry user name (an
+    API token) that is malformed: the preview's error names the keys, shows neither."""
+    reset_host()
+    d = Deployment(tmp_path)
+    marker, token = "pw-marker-83kq", "dop_v1_tokenmarker"
+    d.set(metric_max="80")
+    d.set_secret("metric_command", f"psql postgresql://odoo:{marker}@db/odoo -Atc 'select 1'\n"
+                                   f"echo {marker} " + "x" * 1200)
+    d.set_secret("registry_username", f"{token} with spaces")
+    before = ssh_commands()
+    with pytest.raises(auto.CommandError) as refused:
+        d.preview()
+    shown = str(refused.value) + "\n".join(d.log)
+    leaks = [f"{name} in the preview's output" for name, v in (("metric command", marker), ("token", token),
+                                                                ("metric command's start", "psql postgresql"))
+             if v in shown]
+    record("secret-capable values never echoed in a config error",
+           {"the error names canary:metric_command": names_key(str(refused.value), "metric_command"),
+            "the error names canary:registry_username": names_key(str(refused.value), "registry_username"),
+            "no command ran on the host": ssh_commands() == before}, leaks=leaks)
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -241,6 +364,54 @@ def test_policy_refuses_promotion_without_analysis_on_production(tmp_path):
             "staging's preview passes the pack (8 creates)": result.change_summary.get("create") == 8,
             "no command ran on the host": ssh_commands() == before,
             "no container started": containers() == {}})
+
+
+def _policy(d: Deployment) -> str:
+    """The policy pack's verdict on a preview: "" when it passes, else the error."""
+    try:
+        d.stack.preview(policy_packs=[str(ROOT / "policy")])
+        return ""
+    except auto.CommandError as err:
+        return str(err)
+
+
+def test_policy_refuses_every_unreviewed_or_unanalysed_path_to_100_and_plain_credentials(tmp_path):
+    """[60, 100] with auto-promotion passed the pack before (its top step is 100, which the
+    big-canary rule skipped); a registry user name in plain text (a DigitalOcean token)
+    went unnoticed."""
+    reset_host()
+    d = Deployment(tmp_path, name="production", config={"monitoring_duration": "15"}, echo=False)
+    before = ssh_commands()
+    cases = {  # config -> the policy that must refuse it ("" : the pack passes)
+        (("canary_steps", "[60, 100]"),): "big-canaries-need-review",
+        (("canary_steps", "[10, 100]"),): "big-canaries-need-review",
+        (("canary_steps", "[100]"),): "production-promotions-are-analysed",
+        (("canary_percentage", "100"),): "production-promotions-are-analysed",
+        (("canary_steps", "[60, 100]"), ("auto_promote", "false")): "",
+        (("canary_steps", "[10, 50]"),): "",
+    }
+    results = {}
+    for config, policy in cases.items():
+        d.set(**dict(config))
+        results[config] = _policy(d)
+        d.stack.remove_all_config([f"canary:{k}" for k, _ in config])
+        d.set(auto_promote="true")
+    untouched = ssh_commands() == before
+    # The registry login: a plain user name is refused, a secret one passes.
+    d.set(**REGISTRY_CONFIG)
+    plain_login = _policy(d)
+    d.set_secret("registry_username", "canary")
+    secret_login = _policy(d)
+    wrong = {" ".join(f"{k}={v}" for k, v in config): results[config][-300:] for config, policy in cases.items()
+             if (policy and policy not in results[config]) or (not policy and results[config])}
+    print({"wrong": wrong})
+    record("policy: every path to 100 % analysed and reviewed, credentials secret on production",
+           {f"each step list refused by its rule or passed as it should ({len(wrong)} of {len(cases)} not)": not wrong,
+            "[60, 100] refused naming the 60 % step": "a canary step of 60 %" in results[(("canary_steps", "[60, 100]"),)],
+            "a plain registry_username refused by credentials-are-secrets":
+            "credentials-are-secrets" in plain_login and "canary:registry_username" in plain_login,
+            "a secret registry_username passes": secret_login == "",
+            "no command ran on the host for the step lists": untouched, "no container started": containers() == {}})
 
 
 # -- a stack recorded before keyed revisions ----------------------------------------------------

@@ -1,13 +1,19 @@
 """The analysis report: what it charts (pure data preparation) and the files it writes."""
 
+import base64
+import hashlib
 import json
 import os
+import re
 
 import pytest
+from jinja2 import Environment
 
+from canary import redact
 from canary.analysis import report, report_data
 from canary.analysis.traffic import Backend
 from canary.analysis.verdict import CONTINUE, FAIL, LATENCY_FLOOR, Evidence, judge
+from canary.redact import Redactor
 from tests import analysis_fixtures as fx
 
 
@@ -181,3 +187,70 @@ def test_the_report_names_the_database_steps_of_the_run():
     plain = report.render({"stack": "s", "image": "odoo:v2", "outcome": "pass", "at": "now", **fx.slow_canary()},
                           report_data.page(fx.slow_canary(), 5))
     assert "Database:" not in plain
+
+
+# Markup that would run or draw if a page ever printed it as it is.
+HOSTILE = ('<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+           '<a href="javascript:alert(1)">click</a> & "quoted" \'single\'')
+
+
+def hostile_report(tmp_path, summary):
+    summary = {**summary, "reason": f"the canary exited: {HOSTILE}"}
+    path = report.write(str(tmp_path), "prod<b>", f"odoo:v2{HOSTILE}", summary,
+                        outcome=f"fail{HOSTILE}", threshold=5)
+    return open(path[:-len(".json")] + ".html").read()
+
+
+@pytest.mark.parametrize("summary", [fx.slow_canary(), fx.NEVER_STARTED], ids=["charts", "never-started"])
+def test_text_from_the_app_and_config_is_escaped_everywhere(tmp_path, summary):
+    html = hostile_report(tmp_path, summary)
+    assert "<img" not in html and "<a href" not in html and 'document.title="pwned"</script>' not in html
+    assert "prod&lt;b&gt;" in html and "<b>prod<b>" not in html
+    # Shown as text: in the page (HTML entities) and in the charts' labels (plotly's own
+    # entities, inside JSON that escapes < and > again).
+    assert "&lt;img src=x onerror=&#34;document.title=&#39;pwned&#39;&#34;&gt;" in html
+    assert html.count("&lt;script&gt;document.title=&#34;pwned&#34;&lt;/script&gt;") >= 2  # the reason, the title
+    if summary.get("series"):
+        assert "&lt;img src=x onerror=" in html.split('id="traffic-errors"')[1]  # the decision's hover text
+
+
+def test_the_page_allows_only_its_own_scripts(tmp_path):
+    html = hostile_report(tmp_path, fx.slow_canary())
+    meta = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html)
+    assert meta and html.index(meta.group(0)) < html.index("<script")  # before any script
+    policy = dict(d.strip().split(" ", 1) for d in meta.group(1).split(";"))
+    assert policy["default-src"] == "'none'" and policy["base-uri"] == "'none'"
+    sources = policy["script-src"].split()
+    assert "'unsafe-inline'" not in sources and "'unsafe-eval'" not in sources
+    inline = re.findall(r"<script(?![^>]*\ssrc=)[^>]*>(.*?)</script>", html, re.DOTALL)
+    assert len(inline) == 5  # the four charts' and the page's own
+    hashes = {"'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'" for s in inline}
+    assert set(sources) == {"'self'"} | hashes
+
+
+def test_the_policy_never_allows_a_script_smuggled_into_the_page(tmp_path, monkeypatch):
+    """Were a value ever printed unescaped, its script is not one the page wrote: the
+    policy lists the scripts render() made, not whatever the page ends up holding."""
+    monkeypatch.setattr(report, "_env", Environment(loader=report._env.loader, autoescape=False))  # a bug
+    html = hostile_report(tmp_path, fx.slow_canary())
+    smuggled = 'document.title="pwned"'
+    assert f"<script>{smuggled}</script>" in html
+    assert report._sha256(smuggled) not in html
+    never_started = hostile_report(tmp_path, fx.NEVER_STARTED)
+    assert "script-src 'none'" in never_started
+
+
+def test_the_policy_is_computed_after_secrets_are_masked(tmp_path):
+    """A secret inside a chart's script changes the script when it is masked: the hash
+    must be of the script as written."""
+    redact.install(Redactor(["Real traffic: 5xx"]))  # a chart title, in its script
+    try:
+        s = fx.slow_canary()
+        path = report.write(str(tmp_path), "production", "odoo:v2", s, outcome="fail", threshold=5)
+    finally:
+        redact.install(Redactor())
+    html = open(path[:-len(".json")] + ".html").read()
+    assert "Real traffic: 5xx" not in html and "[secret]" in html
+    inline = re.findall(r"<script(?![^>]*\ssrc=)[^>]*>(.*?)</script>", html, re.DOTALL)
+    for body in inline:
+        assert base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() in html
