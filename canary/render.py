@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import re
+import secrets
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -44,8 +46,21 @@ def lock_file(app: str) -> str:
 
 
 def generation(canary_image: str) -> str:
-    """Short id of a canary release; cookies pinned to another canary don't match it."""
+    """Short id of a canary release (shown in the split file's comments)."""
     return hashlib.sha256(canary_image.encode()).hexdigest()[:10]
+
+
+# Stands for the pin cookies' values wherever the split file is shown rather than
+# installed (`split_preview`, so the preview and the state): they are keyed secrets.
+PIN_PLACEHOLDER = "<secret:pin>"
+
+
+def pin(key: str, app: str, role: str, canary_image: str) -> str:
+    """The value after `canary.` / `stable.` in a pin cookie: keyed with the stack's secret
+    revision key, per app, backend and canary, so nginx honours only pins it issued. (A
+    pin that was the canary's plain hash could be written by any client: it put itself on
+    the canary and counted as the canary's real traffic.)"""
+    return hmac.new(key.encode(), f"pin|{app}|{role}|{canary_image}".encode(), hashlib.sha256).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,8 @@ class SplitSpec:
     routing: str
     # Addresses/networks whose requests may force a backend (canary:force_allow).
     force_allow: tuple[str, ...] = ()
+    # The stack's revision key (ReleaseSpec sets it; never an input): keys the pin cookies.
+    pin_key: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Lists come back from the engine: keep the spec hashable and comparable.
@@ -91,9 +108,11 @@ FORCE_TOKEN_PLACEHOLDER = "<secret:force_token>"
 
 
 def split_config(spec: SplitSpec, weight: int, canary_image: str,
-                 force_token: Optional[str] = None) -> str:
+                 force_token: Optional[str] = None, preview: bool = False) -> str:
     """The split file sending `weight` percent of new clients to `canary_image`
-    (100: every request, pinned or not, as during a promotion).
+    (100: every request, pinned or not, as during a promotion). `preview`: pins shown
+    as a placeholder; a split without the stack's key (none known) gets a random one
+    (its clients are assigned afresh by the next split).
 
     Testers may force a backend only when trusted: `force_token` (canary:force_token,
     given only when the file is written to the host) or an address in
@@ -102,16 +121,20 @@ def split_config(spec: SplitSpec, weight: int, canary_image: str,
         raise ValueError(f"a split needs a weight from 1 to 100, not {weight}")
     if force_token and force_token != FORCE_TOKEN_PLACEHOLDER and not FORCE_TOKEN_RE.fullmatch(force_token):
         raise ValueError("canary:force_token is not allowed: " + FORCE_TOKEN_ALLOWED)  # never echoed
+    key = spec.pin_key or secrets.token_hex(32)
+    pins = {role: PIN_PLACEHOLDER if preview else pin(key, spec.app, role, canary_image)
+            for role in ("canary", "stable")}
     return _templates().get_template("split.conf.j2").render(
         **spec.values(), weight=weight, canary_image=canary_image, routing=spec.routing,
-        generation=generation(canary_image), token=force_token or "",
+        generation=generation(canary_image), pins=pins, token=force_token or "",
         allow=spec.force_allow)
 
 
 def split_preview(s: Settings, weight: int) -> str:
-    """The split file as shown in `pulumi preview --diff`: the token is a placeholder."""
+    """The split file as shown in `pulumi preview --diff`: the token and the pins are
+    placeholders."""
     return split_config(SplitSpec.from_settings(s), weight, s.full_image,
-                        FORCE_TOKEN_PLACEHOLDER if s.force_token else None)
+                        FORCE_TOKEN_PLACEHOLDER if s.force_token else None, preview=True)
 
 
 def _script(name: str, s: Settings, **values: str) -> str:

@@ -127,6 +127,11 @@ class ReleaseSpec:
     # The stack's key for revision digests: never an input, never in plain state.
     revision_key: str = field(default="", repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # The split's pin cookies are keyed with the same secret (render.pin).
+        if self.split is not None and self.split.pin_key != self.revision_key:
+            object.__setattr__(self, "split", replace(self.split, pin_key=self.revision_key))
+
     @classmethod
     def from_settings(cls, s: Settings) -> "ReleaseSpec":
         return cls(
@@ -158,6 +163,7 @@ class ReleaseSpec:
     def to_inputs(self) -> dict:
         d = asdict(self)
         del d["revision_key"]
+        (d["split"] or {}).pop("pin_key", None)  # a secret, like revision_key
         d["steps"], d["volumes"] = list(self.steps), list(self.volumes)
         d["canary_volumes"] = list(self.canary_volumes)
         d["secret_inputs"] = list(self.secret_inputs)

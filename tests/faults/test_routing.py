@@ -17,6 +17,7 @@ from collections import Counter
 
 import pytest
 
+from canary.render import generation
 from tests.e2e.harness import Deployment, Load, containers, reset_host, sh
 
 from .conftest import record
@@ -160,3 +161,41 @@ def test_forced_routing_only_for_trusted_testers(held):
             "the exported state shows the placeholder": PLACEHOLDER in places["stack export"],
             "the split file holds the token": TOKEN in split_file,
             "the split file is mode 600": mode == "600"}, leaks=leaks)
+
+
+def issued_pin(backend: str) -> str:
+    """The pin cookie nginx hands a new client it assigned to `backend` ("canary-demo v2")."""
+    for _ in range(300):
+        conn = http.client.HTTPConnection("127.0.0.1", 8088, timeout=10, source_address=(OUTSIDE, 0))
+        try:
+            conn.request("GET", "/")
+            r = conn.getresponse()
+            name = r.read().decode(errors="replace").split(":")[0]
+            if name == backend:
+                return (r.getheader("Set-Cookie") or "").split(";")[0]
+        finally:
+            conn.close()
+    raise AssertionError(f"no new client was assigned to {backend}")
+
+
+def test_only_pins_nginx_issued_keep_a_client_on_the_canary(held):
+    """A client that writes itself a pin cookie (before: `canary.` and the canary image's
+    plain hash, which anyone can compute) is assigned like a new client, not pinned to
+    the canary and counted as its real traffic; a pin nginx issued still keeps its client."""
+    d = held
+    image = d.outputs()["canary_image"]
+    made_up = {"the old pin, the image's plain hash": f"canary_odoo=canary.{generation(image)}",
+               "a guessed pin": "canary_odoo=canary." + "0" * 24,
+               "a stable pin turned canary": issued_pin("canary-demo v1").replace("=stable.", "=canary.")}
+    shares = {what: canary_share(cookie=cookie) for what, cookie in made_up.items()}
+    issued = issued_pin("canary-demo v2")
+    pinned = canary_share(cookie=issued)
+    pin = issued.rsplit(".", 1)[1]
+    print({"canary share of 100 requests": shares, "issued pin": pinned})
+    record(f"made-up pin cookies land on the canary only at the split's 10 % ({min(shares.values())}-"
+           f"{max(shares.values())} of 100); an issued pin keeps its client ({pinned}/100)",
+           {**{f"{what}: {n} of 100 on the canary, within the split's 3-20": 3 <= n <= 20
+               for what, n in shares.items()},
+            "an issued canary pin: all 100 on the canary": pinned == 100,
+            "the pin is keyed, not the image's hash": generation(image) not in pin and len(pin) == 24,
+            "the pin is in neither the state nor the preview diff": pin not in d.export() + d.preview_diff})

@@ -321,3 +321,55 @@ def test_the_site_serves_an_erp_uploads_long_answers_and_websockets():
                                "websocket_paths": []}.get, "t"))
     assert "client_max_body_size 1g;" in custom and "proxy_read_timeout 30s;" in custom
     assert "Upgrade" not in custom
+
+
+def test_pins_are_keyed_and_never_in_the_preview_or_the_inputs():
+    from canary.spec import ReleaseSpec
+    s = settings()
+    spec = ReleaseSpec.from_settings(s).keyed("k" * 64)
+    assert spec.split.pin_key == "k" * 64  # the stack's revision key
+    assert "pin_key" not in spec.to_inputs()["split"] and "k" * 64 not in json.dumps(spec.to_inputs())
+    assert ReleaseSpec.from_inputs({**spec.to_inputs(), "revision_key": "k" * 64}).split.pin_key == "k" * 64
+    text = render.split_config(spec.split, 10, s.full_image)
+    canary, stable = (render.pin("k" * 64, "odoo", role, s.full_image) for role in ("canary", "stable"))
+    assert f"canary_odoo=canary.{canary};" in text and f"canary_odoo=stable.{stable};" in text
+    assert render.generation(s.full_image) not in text.split("map ")[-2]  # the plain hash pins nothing
+    # Another key, backend or canary: another pin.
+    assert len({canary, stable, render.pin("j" * 64, "odoo", "canary", s.full_image),
+                render.pin("k" * 64, "odoo", "canary", "odoo-erp:v3")}) == 4
+    preview = render.split_preview(s, 10)
+    assert f"canary.{render.PIN_PLACEHOLDER}" in preview and canary not in preview
+    # Without a key (none known) the pins are random: never a value a client could know.
+    assert render.split_config(render.SplitSpec.from_settings(s), 10, s.full_image) != \
+        render.split_config(render.SplitSpec.from_settings(s), 10, s.full_image)
+
+
+def issued_pin(port: int, backend: str) -> str:
+    """The pin cookie nginx hands a new client it assigned to `backend`."""
+    for _ in range(200):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        name = r.read().decode().partition(":")[0]
+        cookie = (r.getheader("Set-Cookie") or "").split(";")[0]
+        conn.close()
+        if name == backend:
+            return cookie
+    raise AssertionError(f"no client was assigned to {backend}")
+
+
+@needs_nginx
+@needs_root
+def test_only_pins_nginx_issued_keep_a_client_on_the_canary(site):
+    port, s = site("none")
+    made_up = [f"canary_odoo=canary.{render.generation(s.full_image)}",  # the old pin: the image's plain hash
+               "canary_odoo=canary." + "0" * 24, "canary_odoo=canary.", "canary_odoo=canary",
+               f"canary_odoo=canary.{render.pin('', 'odoo', 'canary', s.full_image)}"]  # keyed with no key
+    for cookie in made_up:
+        seen, pins = served(port, 100, cookie=cookie)
+        assert seen["canary"] == 10, (cookie, seen)  # assigned like a new client: the split's share
+        assert pins[True] == 100
+    canary, stable = issued_pin(port, "canary"), issued_pin(port, "stable")
+    assert canary.startswith("canary_odoo=canary.") and stable.startswith("canary_odoo=stable.")
+    assert served(port, 50, cookie=canary)[0] == {"canary": 50}
+    assert served(port, 50, cookie=stable)[0] == {"stable": 50}
