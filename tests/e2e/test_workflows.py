@@ -1,9 +1,12 @@
 """Git is the source of truth for a release: the workflows' own script steps, run here
 against the local test host (no GitHub, no act). The proposing step changes the stack file
 in a clone; once that change is merged, a deployment from a fresh clone runs it, and the
-PR preview job (deploy key from its secret, nothing else) from yet another clone is clean.
-Each "runner" has a home of its own: the deploy key exists only where a step wrote it."""
+PR preview job (its own deploy key, which the droplet accepts for nothing) from yet
+another clone changes nothing but the site's connection, and a colleague's clone with the
+deploy key is clean. Each "runner" has a home of its own: a key exists only where a step
+wrote it."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +14,10 @@ from pathlib import Path
 import yaml
 
 from .harness import (BASE_CONFIG, PASSPHRASE, ROOT, TESTHOST_DIR, containers, reset_host,
-                      served_versions)
+                      served_versions, ssh_commands)
+
+# The preview key's line in the droplet's authorized_keys, as preview.yml documents it.
+PREVIEW_KEY_OPTIONS = 'restrict,command="/bin/false"'
 
 WORKFLOW = ROOT / ".github/workflows/deploy-canary.yml"
 PREVIEW = ROOT / ".github/workflows/preview.yml"
@@ -102,10 +108,36 @@ def test_a_release_proposed_merged_and_deployed_leaves_git_and_the_stack_in_agre
     assert containers() == {"odoo": "canary-demo:v2"}
     assert served_versions(20) == {"canary-demo v2": 20}
 
-    # The PR preview job on a fresh runner (its deploy key step, then the preview), and a
-    # colleague's fresh clone of main: the same config, nothing to change.
+    # The PR preview job on a fresh runner (its deploy key step, then the preview): its key
+    # is authorized for nothing, and a preview of one droplet needs nothing of it.
+    preview_key = tmp_path / "preview_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "canary-preview", "-f", str(preview_key)],
+                   check=True)
+    authorized = TESTHOST_DIR / "authorized_keys"
+    original = authorized.read_text()
+    authorized.write_text(original + f"{PREVIEW_KEY_OPTIONS} {preview_key.with_suffix('.pub').read_text()}")
+    try:
+        runner = repo.clone()
+        repo.run_step(runner, step("preview", "Deploy key", PREVIEW), SSH_PRIVATE_KEY=preview_key.read_text().strip())
+        before = ssh_commands()
+        out = repo.run(runner, "pulumi", "preview", "--json", "--stack", "production", "--non-interactive")
+        sessions = ssh_commands() - before
+        # (the read: the program's reference to its own stack, every preview)
+        changed = {(s["urn"].rsplit("::", 1)[1], s["op"]) for s in json.loads(out)["steps"]
+                   if s["op"] not in ("same", "read")}
+        # The key opens a session, which runs nothing.
+        tried = subprocess.run(["ssh", "-i", str(preview_key), "-p", "2222", "-o", "StrictHostKeyChecking=no",
+                                "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                                "root@127.0.0.1", f"touch {tmp_path / 'preview-key-ran'}"], capture_output=True, text=True)
+    finally:
+        authorized.write_text(original)
+    assert changed == {("site", "update")}, changed  # its connection: an update in place, never a replacement
+    assert sessions == 0
+    assert tried.returncode != 0 and not (tmp_path / "preview-key-ran").exists()
+
+    # A colleague's fresh clone of main, with the deploy key: the same config, nothing to change.
     laptop = repo.clone()
-    repo.run_step(laptop, step("preview", "Deploy key", PREVIEW), SSH_PRIVATE_KEY=secrets["SSH_PRIVATE_KEY"])
+    repo.run_step(laptop, credentials, **secrets)
     assert repo.run(laptop, "pulumi", "config", "get", "--stack", "production", "image_tag").strip() == "v2"
     repo.run(laptop, "pulumi", "preview", "--expect-no-changes", "--stack", "production", "--non-interactive")
     out = repo.run(laptop, "pulumi", "stack", "output", "--stack", "production", "production_image")
