@@ -602,3 +602,52 @@ def test_dead_proxy_in_the_environment_does_not_stop_probes(tmp_path):
             "v2 is production": out["production_image"] == "canary-demo:v2",
             "the canary was probed": out["analysis"]["probes"] > 0,
             "no probe failed": out["analysis"]["probe_failures"] == 0})
+
+
+def test_a_rotated_deploy_key_updates_the_site_in_place(tmp_path):
+    """Hypothesis (issue 34): a change of the SSH connection (a rotated deploy key)
+    replaces the site command create-before-delete, and the old command's delete script
+    removes the live site and the split file. It does not: pulumi-command 1.2.1 (the
+    default diff of pulumi-go-provider 1.3.0) replaces a command only when `triggers`
+    change; any other input change, the connection included, is an update that reruns
+    the (idempotent) apply script with the new connection. The delete script never runs.
+
+    The new key here is the deploy key written out again (`ssh-keygen -p`: other bytes,
+    the same key pair): to the engine a changed `connection.privateKey` like any new key,
+    while the test host's authorized_keys, which every `testhost.sh start` rewrites, stays
+    as it is."""
+    reset_host()
+    d = Deployment(tmp_path)
+    d.up()
+    d.set(image_tag="v2", auto_promote="false")
+    d.up()  # a held canary: the site and a split file in place
+    split = "/etc/nginx/conf.d/odoo-canary.conf"
+    site_before, split_before = Path(SITE).read_text(), Path(split).read_text()
+    new_key = tmp_path / "rotated_key"
+    new_key.write_bytes((TESTHOST_DIR / "id_ed25519").read_bytes())
+    new_key.chmod(0o600)
+    sh(f"ssh-keygen -q -p -P '' -N '' -f {new_key}")
+    rotated = new_key.read_text() != (TESTHOST_DIR / "id_ed25519").read_text()
+    d.set(ssh_private_key_file=str(new_key))
+    steps = d.stack.preview().change_summary
+    d.log.clear()
+    with Load() as load:
+        d.up()
+    rotated_log = "\n".join(d.log)
+    site_after, split_after = Path(SITE).read_text(), Path(split).read_text()
+    held = d.outputs()
+    d.stack.preview(expect_no_changes=True)
+    print({"preview": steps, "log": rotated_log[-1500:]})
+    record("a rotated deploy key updates the site in place (no replacement, no delete)",
+           {"the stack's key changed": rotated,
+            "the preview updates the site and replaces or deletes nothing": steps.get("update", 0) >= 1 and not any(
+                k in steps for k in ("replace", "create-replacement", "delete-replaced", "delete")),
+            "the site's apply script reran with the new key and changed nothing": "site unchanged" in rotated_log,
+            "the site's delete script never ran": "site removed" not in rotated_log,
+            "the site file is as it was": site_after == site_before,
+            "the split file is as it was": split_after == split_before,
+            "the canary still holds at 10 %": held["phase"] == "holding" and held["canary_weight"] == 10,
+            "v1 and the v2 canary still run": containers() == {"odoo": "canary-demo:v1",
+                                                                "odoo-canary": "canary-demo:v2"}},
+           lost=load.failures)
+    reset_host()
