@@ -20,6 +20,16 @@ the known_hosts line, and the deploy key (mode 600) when it is a secret, or a li
 `ssh_private_key_file`. The provider's configuration names them by paths relative to
 that directory (the docker provider runs there too), so a laptop and a CI runner give it
 the same configuration: no diff between machines. Never a key on a command line.
+
+Why the key stays after the run (measured, issue 34): the engine starts the docker
+provider from the configuration recorded in the state, without this program, for
+`pulumi refresh`, the refresh of `pulumi up --refresh` and `pulumi destroy`, and within
+`pulumi up` for the deletes that follow the program's end (the image of a droplet taken
+out of canary:hosts); the provider pings the Docker engine over ssh with these files first.
+With them removed each of those failed ("Identity file ... not accessible"); `pulumi
+preview` and `--run-program` write them again. Removing `.canary/ssh` after a run is
+safe when the next command runs the program first (`pulumi up`, `pulumi preview`,
+`pulumi refresh --run-program`, `pulumi destroy --run-program`).
 """
 
 from __future__ import annotations
