@@ -43,15 +43,15 @@ class Outcome(str, Enum):
 
 
 ANY = None  # a rule for every phase
-KEEP = None  # the phase stays as it is
+SAME = None  # the phase stays as it is
 
-# (phase or ANY, action, outcome) -> the new phase, or KEEP. The most specific rule wins.
+# (phase or ANY, action, outcome) -> the new phase, or SAME. The most specific rule wins.
 # Actions are plan.py's kinds, plus "refresh".
 TABLE: dict[tuple[Optional[Phase], str, Outcome], Optional[Phase]] = {
     # production already runs the revision: a finished promotion stays "promoted"
     (ANY, "noop", Outcome.IN_SYNC): Phase.STABLE,
-    (Phase.PROMOTED, "noop", Outcome.IN_SYNC): KEEP,
-    (ANY, "noop", Outcome.DONE): KEEP,  # e.g. a held canary already at its weight
+    (Phase.PROMOTED, "noop", Outcome.IN_SYNC): SAME,
+    (ANY, "noop", Outcome.DONE): SAME,  # e.g. a held canary already at its weight
     (ANY, "deploy", Outcome.DONE): Phase.PROMOTED,
     (ANY, "restore", Outcome.DONE): Phase.STABLE,
     (ANY, "cleanup", Outcome.DONE): Phase.STABLE,
@@ -65,22 +65,22 @@ TABLE: dict[tuple[Optional[Phase], str, Outcome], Optional[Phase]] = {
     # a fleet's canary droplet: the verdict opens the later waves' gate, and the droplet's
     # promote step (promotion_resource.py) promotes the canary, which holds until then
     (ANY, "analyse", Outcome.PASSED): Phase.HOLDING,
-    (ANY, "promote", Outcome.PASSED): KEEP,
+    (ANY, "promote", Outcome.PASSED): SAME,
     (ANY, "analyse", Outcome.INCONCLUSIVE): Phase.INCONCLUSIVE,
     (ANY, "analyse", Outcome.FAILED): Phase.ROLLED_BACK,
     # refresh: a held canary that is gone was aborted by hand; a canary the stack did
     # not record is an interrupted update
-    (ANY, "refresh", Outcome.CANARY_GONE): KEEP,
+    (ANY, "refresh", Outcome.CANARY_GONE): SAME,
     (Phase.HOLDING, "refresh", Outcome.CANARY_GONE): Phase.ABORTED,
     (Phase.INCONCLUSIVE, "refresh", Outcome.CANARY_GONE): Phase.ABORTED,
     (ANY, "refresh", Outcome.CANARY_FOUND): Phase.INTERRUPTED,
-    (Phase.HOLDING, "refresh", Outcome.CANARY_FOUND): KEEP,
-    (Phase.INCONCLUSIVE, "refresh", Outcome.CANARY_FOUND): KEEP,
+    (Phase.HOLDING, "refresh", Outcome.CANARY_FOUND): SAME,
+    (Phase.INCONCLUSIVE, "refresh", Outcome.CANARY_FOUND): SAME,
 }
 
 
 def rule(phase: Phase, action: str, outcome: Outcome) -> Optional[Phase]:
-    """The table's answer: a new phase, or KEEP. Raises ValueError for a combination no
+    """The table's answer: a new phase, or SAME. Raises ValueError for a combination no
     step produces (a bug, not a user error)."""
     phase = Phase(phase)
     for key in ((phase, action, outcome), (ANY, action, outcome)):
@@ -92,4 +92,4 @@ def rule(phase: Phase, action: str, outcome: Outcome) -> Optional[Phase]:
 def transition(phase: Phase, action: str, outcome: Outcome) -> Phase:
     """The phase after `action` ended with `outcome`."""
     new = rule(phase, action, outcome)
-    return Phase(phase) if new is KEEP else new
+    return Phase(phase) if new is SAME else new

@@ -31,13 +31,36 @@ and without traffic, so that its release, once the gate opens, only moves traffi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Optional
 
 from .phases import HELD_PHASES, Phase
 
-DEPLOY, NOOP, CLEANUP, BLOCKED, REPLACE, ABORT, ROUTE, PROMOTE, ANALYSE, RESTORE, HALT = (
-    "deploy", "noop", "cleanup", "blocked", "replace", "abort", "route", "promote", "analyse",
-    "restore", "halt")
+
+class Kind(StrEnum):
+    """What the release does next (the table above). A str: journals and logs name it."""
+    DEPLOY = "deploy"
+    NOOP = "noop"
+    CLEANUP = "cleanup"
+    BLOCKED = "blocked"
+    REPLACE = "replace"
+    ABORT = "abort"
+    ROUTE = "route"
+    PROMOTE = "promote"
+    ANALYSE = "analyse"
+    RESTORE = "restore"
+    HALT = "halt"
+
+
+DEPLOY, NOOP, CLEANUP, BLOCKED, REPLACE, ABORT, ROUTE, PROMOTE, ANALYSE, RESTORE, HALT = Kind
+
+
+class Why(StrEnum):
+    """Why a replace goes without analysis (planned.py words it; no text is matched)."""
+    ROLLBACK = "rollback"  # back to the previous production revision
+    STOPPED = "stopped"  # production's container is not running
+    FULL = "full"  # canary_percentage 100
+    APPROVED = "approved"  # it passed on a fleet's canary droplets
 
 # The phases recorded in the stack (output `phase`): see phases.py.
 STABLE, HOLDING, PROMOTED, ROLLED_BACK, ABORTED, INCONCLUSIVE, INTERRUPTED = (
@@ -81,7 +104,7 @@ class Observed:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str
+    kind: Kind
     steps: tuple[int, ...] = ()
     reuse_canary: bool = False
     reason: str = ""
@@ -89,6 +112,7 @@ class Action:
     # The revision reaches users for the first time: the release's migration runs first
     # (not for a rollback, a canary resumed, nor a fleet's later droplets: migrated already).
     migrate: bool = False
+    why: Optional[Why] = None  # a replace's reason, as a code
 
 
 def plan(d: Desired, r: Recorded, o: Observed) -> Action:
@@ -107,7 +131,7 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
         if has_canary:
             return Action(CLEANUP, reason="production already runs this revision: removing the canary")
         if not o.production_running:
-            return Action(REPLACE, reason="the production container is not running")
+            return Action(REPLACE, reason="the production container is not running", why=Why.STOPPED)
         return Action(NOOP)
     if d.revision == r.failed_revision and not d.retry:
         return Action(BLOCKED, reason=r.failure_reason or "rolled back before", cleanup=has_canary)
@@ -116,11 +140,12 @@ def plan(d: Desired, r: Recorded, o: Observed) -> Action:
             return Action(ABORT, reason="canary_percentage is 0: removing the canary")
         return Action(NOOP)
     if d.revision == r.previous_revision:  # (a canary of it, left by one cut short, is reused)
-        return Action(REPLACE, reason="instant rollback to the previous production revision")
+        return Action(REPLACE, reason="instant rollback to the previous production revision", why=Why.ROLLBACK)
     if d.steps == (100,):
-        return Action(REPLACE, reason="canary_percentage is 100: promoting without analysis", migrate=True)
+        return Action(REPLACE, reason="canary_percentage is 100: promoting without analysis", migrate=True,
+                      why=Why.FULL)
     if d.approved:
-        return Action(REPLACE, reason=d.approved)
+        return Action(REPLACE, reason=d.approved, why=Why.APPROVED)
 
     canary_up = o.canary_revision == d.revision and o.canary_running
     if canary_up and r.canary_revision == d.revision and r.phase in HELD_PHASES:
@@ -153,10 +178,17 @@ def due_for_promotion(d: Desired, r: Recorded) -> bool:
     return d.promote or (d.auto_promote and r.phase == HOLDING and r.passed_weight >= d.steps[-1])
 
 
-START, KEEP, SKIP = "start", "keep", "skip"  # stage()'s answers
+class Stage(StrEnum):
+    """stage()'s answers."""
+    START = "start"
+    KEEP = "keep"
+    SKIP = "skip"
 
 
-def stage(d: Desired, r: Recorded, o: Observed) -> tuple[str, str]:
+START, KEEP, SKIP = Stage
+
+
+def stage(d: Desired, r: Recorded, o: Observed) -> tuple[Stage, str]:
     """(START | KEEP | SKIP, why) for a droplet of a later wave before its gate: START
     only where its release would then replace production with the revision (a canary of
     it started now is reused), and nothing routes traffic to a canary here (no split)."""

@@ -76,9 +76,9 @@ def _words(spec: ReleaseSpec, status: Optional[ReleaseStatus]) -> str:
     if a.kind == P.ABORT:
         return f"abort: remove the canary {status.canary_image}; production {current} keeps all traffic"
     if a.kind == P.REPLACE:
-        if "instant rollback" in a.reason:
+        if a.why == P.Why.ROLLBACK:
             return f"instant rollback: {current} -> {image}, no analysis ({image} ran in production before)"
-        if "not running" in a.reason:
+        if a.why == P.Why.STOPPED:
             return f"restart production: {image} (its container is not running), no analysis"
         return f"promote without analysis (canary_percentage 100): {current} -> {image}"
     if a.kind == P.ROUTE:

@@ -155,7 +155,8 @@ def test_a_droplet_of_a_later_wave_goes_to_the_revision_without_analysis():
                    canary_running=False, split_weight=None)
     d = P.Desired(revision="app:v2#a", steps=(10,), auto_promote=True, retry=False,
                   approved="passed on the canary droplets web-1")
-    assert P.plan(d, P.Recorded(), o) == P.Action(P.REPLACE, reason="passed on the canary droplets web-1")
+    assert P.plan(d, P.Recorded(), o) == P.Action(P.REPLACE, reason="passed on the canary droplets web-1",
+                                                         why=P.Why.APPROVED)
     # ... unless it was rolled back there (with the fleet): blocked, as on one droplet
     blocked = P.plan(d, P.Recorded(failed_revision="app:v2#a", failure_reason="rolled back with the fleet"), o)
     assert blocked.kind == P.BLOCKED and blocked.reason == "rolled back with the fleet"
