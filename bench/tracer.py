@@ -121,19 +121,29 @@ def _patch_nginx(m):
 
 
 def _patch_runner(m):
-    _wrap(m, "analyse", "analysis", lambda host, spec, weight, *a, **k: f"{weight}%")
+    _wrap(m, "analyse", "analysis", lambda sources, a, image, weight, *args, **k: f"{weight}%")
+
+
+def _patch_probes(m):
     _wrap(m, "probe", "http probe", lambda session, url, *a, **k: url.rsplit(":", 1)[-1],
           lambda r: {"ok": bool(r[0])})
+
+
+def _patch_health_wait(m):
+    _wrap(m.HealthWait, "problem", "health wait",
+          lambda self, name, port, quiet=False: name + (" (check)" if quiet else ""))
+
+
+def _patch_report_writer(m):
+    _wrap(m.ReportWriter, "add", "analysis report")
 
 
 def _patch_controller(m):
     c = m.Controller
     _wrap(c, "reconcile", "reconcile")
     _wrap(c, "observe", "observe")
-    _wrap(c, "_health_problem", "health wait", lambda self, name, port, quiet=False: name + (" (check)" if quiet else ""))
     _wrap(c, "_journal", "journal write", lambda self, step: step)
     _wrap(c, "_read_journal", "journal read")
-    _wrap(c, "_report", "analysis report")
     _wrap(c, "_check_port", "port check")
 
 
@@ -163,7 +173,9 @@ def _patch_docker_resources(m):
 PATCHES = {
     "canary.remote.ssh": _patch_ssh, "canary.remote.lock": _patch_lock,
     "canary.remote.docker": _patch_docker, "canary.remote.nginx": _patch_nginx,
-    "canary.analysis.runner": _patch_runner, "canary.controller": _patch_controller,
+    "canary.analysis.runner": _patch_runner, "canary.analysis.sources.probes": _patch_probes,
+    "canary.health_wait": _patch_health_wait, "canary.report_writer": _patch_report_writer,
+    "canary.controller": _patch_controller,
     "canary.notify": _patch_notify, "canary.provider": _patch_provider,
     "canary.engine_log": _patch_engine_log, "canary.program": _patch_program,
     "canary.docker_resources": _patch_docker_resources,

@@ -31,7 +31,6 @@ import getpass
 import json
 import os
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -40,21 +39,16 @@ from . import plan as P
 from . import redact
 from .analysis.verdict import FAIL, INCONCLUSIVE
 from .errors import DeployError, rolled_back_before
+from .health_wait import HealthWait
 from .host import Container, HostOps, Split
 from .notify import Notifier
 from .phases import Outcome, Phase, rule, transition
 from .remote.ssh import RemoteError
 from .render import split_config
+from .report_writer import ReportWriter
 from .spec import ReleaseSpec
 from .status import OUTPUT_KEYS, ReleaseStatus
 
-# An app that answers its health path with errors this long (s) is not "starting".
-BAD_ANSWERS_GRACE = 15
-# Health waits probe this often (s): an app is promoted the moment it answers. Often for
-# the first seconds (most apps are up by then), then less (Odoo may take a minute). Whether
-# its container still runs is asked less often (a remote command each time).
-POLL_FAST, POLL_SLOW, FAST_FOR = 0.02, 0.25, 5.0
-INSPECT_EVERY = 1.0
 # Seconds from SIGTERM to SIGKILL for a container nginx no longer sends requests to (its
 # old workers drained): an app slow to stop does not hold the release up (one that does
 # not catch SIGTERM at all is killed at once: remote/docker.py).
@@ -122,8 +116,8 @@ class Controller:
         self.migrated = False  # this run migrated the database (a rollback cannot undo it)
         # Analysis reports (JSON + HTML) go here, on the machine running Pulumi.
         self.report_dir = os.environ.get("CANARY_REPORT_DIR", "reports") if report_dir is None else report_dir
-        self.clock, self.sleep = clock, sleep
-        self._reports: list[threading.Thread] = []  # report writers still at work
+        self.health = HealthWait(ops, spec, log, clock, sleep)
+        self.reports = ReportWriter(self.report_dir, spec, log)
         self.steps: dict[str, Callable[[P.Action, HostState, P.Observed], None]] = {
             P.NOOP: self._noop, P.BLOCKED: self._blocked, P.DEPLOY: self._deploy,
             P.RESTORE: self._restore, P.HALT: self._halt, P.CLEANUP: self._cleanup,
@@ -143,9 +137,9 @@ class Controller:
     def observed(self, h: HostState, check_health: bool = False) -> P.Observed:
         production_healthy = canary_healthy = None
         if check_health and h.canary is not None and h.production is not None:
-            self.production_problem = self._unhealthy("production")
+            self.production_problem = self.health.of("production")
             production_healthy = self.production_problem is None
-            canary_healthy = production_healthy or self._unhealthy("canary") is None
+            canary_healthy = production_healthy or self.health.of("canary") is None
         canonical = self.spec.canonical  # containers labelled before the stack's revision key
         return P.Observed(
             production_revision=canonical(_revision(h.production, self.spec, self.desired_revision)),
@@ -185,7 +179,7 @@ class Controller:
         try:
             return self._reconcile(recorded, self._holder(), then)
         finally:
-            self._reports_written()
+            self.reports.finish()
 
     def _reconcile(self, recorded: dict, holder: str, then: Optional[Callable[[], None]]) -> ReleaseStatus:
         with self.ops.lock(holder):
@@ -393,11 +387,11 @@ class Controller:
         for weight in action.steps:
             self._route_to_canary(weight)
             self._set(canary_weight=weight)
-            self._render_reports()
+            self.reports.start()
             result = self.ops.prober.analyse(weight, self.log)
             summary = self._with_database(result.summary())
             self._set(analysis=summary)
-            self._report(summary)
+            self.reports.add(summary)
             if result.verdict.status == FAIL:
                 self._rollback(result.verdict.reason)
                 return
@@ -447,7 +441,7 @@ class Controller:
             return True
         except DeployError as err:
             self._set(analysis=self._with_database({"decision": "fail", "reason": str(err), "weight": 0}))
-            self._report(self.status.analysis)  # a canary that never started has a report too
+            self.reports.add(self.status.analysis)  # a canary that never started has a report too
             self._rollback(str(err))
             return False
 
@@ -530,7 +524,7 @@ class Controller:
         """The running canary carries every request while production is replaced by the
         desired revision; then traffic goes back to production and the canary goes.
         `production`: as this reconcile observed it under the host lock."""
-        reason = self._unhealthy("canary")
+        reason = self.health.of("canary")
         if reason:
             raise DeployError(f"the canary is not healthy ({reason}): production is left as it is")
         self.promoting = True
@@ -573,7 +567,7 @@ class Controller:
             return
         if h.canary is not None:
             self._check_owned(h.canary)
-        reason = self._unhealthy("production")
+        reason = self.health.of("production")
         if reason:
             raise DeployError(f"production ({self.spec.app}) is not healthy ({reason}): the canary "
                               f"{self.canary_name} and the traffic split stay as they are")
@@ -583,7 +577,7 @@ class Controller:
             self._remove_container(self.canary_name, drained, seen=h.canary)
 
     def _drain(self) -> bool:
-        self._render_reports()
+        self.reports.start()
         return self.ops.router.wait_drained(self.spec.drain_timeout)
 
     def _route_to_canary(self, weight: int, canary_image: Optional[str] = None) -> None:
@@ -593,57 +587,9 @@ class Controller:
             mode=0o600 if self.force_token else 0o644)
 
     def _wait_healthy(self, name: str, port: int) -> None:
-        problem = self._health_problem(name, port)
+        problem = self.health.problem(name, port)
         if problem:
             raise DeployError(problem)
-
-    def _unhealthy(self, role: str) -> Optional[str]:
-        """Why the production or canary container is not healthy, or None if it is."""
-        canary = role == "canary"
-        return self._health_problem(self.canary_name if canary else self.spec.app,
-                                    self.spec.canary_port if canary else self.spec.stable_port, quiet=True)
-
-    def _health_problem(self, name: str, port: int, quiet: bool = False) -> Optional[str]:
-        """Waits until the container answers its health path with 200 (None), or says why not.
-
-        An app that does not listen yet is given `startup_timeout` (Odoo takes seconds);
-        one that listens but keeps answering errors for BAD_ANSWERS_GRACE is failed then.
-        """
-        start = self.clock()
-        deadline = start + self.spec.startup_timeout
-        threshold = self.spec.analysis.thresholds.error_threshold
-        probes = failures = 0
-        first_bad_answer: Optional[float] = None
-        inspected = float("-inf")
-        with self.ops.prober.health(port) as probe:
-            while True:
-                ok, last = probe()
-                probes += 1
-                if ok:
-                    if not quiet:
-                        self.log(f"{name} is healthy ({self.clock() - start:.1f}s)")
-                    return None
-                # Not answering: is its container still there and running? (Asked after a
-                # failed probe only: a remote command each time, and a probe is local.)
-                if self.clock() - inspected >= INSPECT_EVERY:
-                    inspected = self.clock()
-                    c = self.ops.containers.inspect(name)
-                    if c is None:
-                        return f"there is no container {name}"
-                    if not c.running:
-                        tail = self.ops.containers.logs_tail(name, 5)
-                        return f"container {name} exited before it became healthy: {tail.strip()[-300:]}"
-                failures += 1
-                now = self.clock()
-                answered = last.isdigit()
-                first_bad_answer = (first_bad_answer or now) if answered else None
-                if now >= deadline or (first_bad_answer and now - first_bad_answer >= BAD_ANSWERS_GRACE):
-                    return (f"{name} never became healthy: {probes - failures}/{probes} health checks of "
-                            f"{self.spec.health_path} answered 200 ({100.0 * failures / probes:.1f}% error "
-                            f"rate, threshold {threshold:g}%) in {now - start:.0f}s; last answer: {last}")
-                if probes == 1:
-                    self.log(f"waiting for {name} to answer its health check ({last})")
-                self.sleep(POLL_FAST if now - start < FAST_FOR else POLL_SLOW)
 
     def _check_port(self, port: int, ours_there: bool) -> None:
         """Fails when something else holds `port`. `ours_there`: our container of that
@@ -661,37 +607,6 @@ class Controller:
             return summary
         migration = " ".join(self.spec.migration.command) if self.migrated and self.spec.migration else ""
         return {**summary, "database": {"migration": migration, "backup": self.status.last_backup or ""}}
-
-    def _report(self, summary: dict) -> None:
-        """Writes the analysis report beside the release: the page takes a few tenths of
-        a second of this process to render, which would slow the quick steps that follow
-        an analysis (a promotion's journal write and nginx change by about 0.05 s). So it
-        renders from the release's next wait on (nginx's drain, the next analysis step),
-        and reconcile waits for it before it returns."""
-        if not self.report_dir:
-            return
-
-        def write() -> None:
-            try:
-                from .analysis import report  # imported by the writer thread
-                path = report.write(self.report_dir, self.spec.stack, self.spec.image, summary,
-                                    outcome=summary["decision"],
-                                    threshold=self.spec.analysis.thresholds.error_threshold)
-                self.log(f"analysis report: {path} (and .html)")
-            except Exception as err:  # evidence for people: never a reason to fail the release
-                self.log(f"could not write the analysis report: {err}")
-        self._reports.append(threading.Thread(target=write, name="analysis report", daemon=True))
-
-    def _render_reports(self) -> None:
-        for writer in self._reports:
-            if writer.ident is None:
-                writer.start()
-
-    def _reports_written(self) -> None:
-        self._render_reports()
-        for writer in self._reports:
-            writer.join()
-        self._reports.clear()
 
     def _best_effort(self, fn) -> None:
         try:

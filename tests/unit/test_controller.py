@@ -12,7 +12,8 @@ import pytest
 
 from canary.analysis.verdict import INCONCLUSIVE
 from canary.config import load
-from canary.controller import POLL_FAST, Controller
+from canary.controller import Controller
+from canary.health_wait import POLL_FAST
 from canary.errors import CanaryError, DeployError
 from canary.remote.ssh import ConnectionFailed
 from canary.spec import ReleaseSpec
