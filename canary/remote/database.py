@@ -26,7 +26,7 @@ from . import STATE_DIR
 from .docker import run_argv
 from .ssh import Host
 
-POLL = 1.0  # s between looks at a running migration
+POLL = 0.25  # s between looks at a running migration (its end is seen within that)
 SHOWN_LINES = 20  # of a migration's output per look (the rest is counted)
 
 
