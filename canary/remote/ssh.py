@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import shlex
 import socket
 import threading
@@ -29,6 +30,17 @@ import paramiko
 from ..errors import CanaryError
 from ..target import Target  # noqa: F401  (the type it connects with; importable from here)
 from .shell import Deadline, Pool, Shell, Stale
+
+
+def _not_a_refused_forward(record: logging.LogRecord) -> bool:
+    """paramiko logs every port-forward channel the host refuses ("Secsh channel N open
+    FAILED: Connection refused"): a health probe of an app that does not listen yet, every
+    0.02 s. The probe already says what it got; one line a step is enough."""
+    message = record.getMessage()
+    return not ("Secsh channel" in message and "open FAILED" in message)
+
+
+logging.getLogger("paramiko.transport").addFilter(_not_a_refused_forward)
 
 
 class RemoteError(CanaryError):

@@ -156,3 +156,14 @@ def test_inspecting_two_containers_in_one_call_tells_absence_from_failure():
     assert none == {"odoo": None, "odoo-canary": None}
     with pytest.raises(RemoteError, match="Cannot connect"):
         docker.inspect_all(Stub(1, [], "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n"), names)
+
+
+def test_a_refused_forward_is_not_logged_once_per_probe(caplog):
+    import logging
+
+    import canary.remote.ssh  # noqa: F401  (installs the filter)
+    log = logging.getLogger("paramiko.transport")
+    with caplog.at_level(logging.INFO, logger="paramiko.transport"):
+        log.error("Secsh channel 7 open FAILED: Connection refused: Connect failed")
+        log.error("Exception (client): Error reading SSH protocol banner")
+    assert [r.getMessage() for r in caplog.records] == ["Exception (client): Error reading SSH protocol banner"]
