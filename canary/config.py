@@ -204,6 +204,15 @@ def _registry_login_stays_with_its_server(r: Reader, v: dict) -> None:
                           "registry, or change canary:registry_server too if the login is for the other one")
 
 
+def _one_migration(r: Reader, v: dict) -> None:
+    # The canary droplets of a wave start together: a second one's canary could serve before
+    # the first one's migration ended, and two migrations of one database would race.
+    if v["migrate_command"] and v["canary_hosts"] and v["canary_hosts"] > 1 and not r.problems:
+        r.problems.append(f"canary:migrate_command with canary:canary_hosts = {v['canary_hosts']} is not allowed: "
+                          "the migration runs once, on the one canary droplet (canary_hosts 1); the later "
+                          "waves follow once it passed")
+
+
 def _canary_hosts_fit(r: Reader, v: dict) -> None:
     if v["hosts"] and v["canary_hosts"] and v["canary_hosts"] > len(v["hosts"]):
         r.problems.append(f"canary:canary_hosts = {v['canary_hosts']} is not allowed: an integer from 1 to the "
@@ -218,6 +227,7 @@ RULES: tuple[tuple[tuple[str, ...], Callable[[Reader, dict], None]], ...] = (
     (("image", "registry_server", "registry_username", "registry_password"), _registry_login_stays_with_its_server),
     (("hosts", "canary_hosts"), _canary_hosts_fit),
     (("database_url", "migrate_command", "backup"), _backup_needs_database),
+    (("migrate_command", "canary_hosts"), _one_migration),
 )
 
 

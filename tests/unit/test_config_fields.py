@@ -170,3 +170,13 @@ def test_a_canary_database_of_its_own_is_named_for_the_preview_warning():
     s = _load_as_the_program_does({**BASE_CONFIG, "canary_env": '{"PGDATABASE": "odoo_canary", "THEME": "x"}'})
     assert s.canary_database_keys == ("PGDATABASE",)
     assert _load_as_the_program_does(BASE_CONFIG).canary_database_keys == ()
+
+
+def test_a_fleet_migrates_on_one_canary_droplet():
+    fleet = '[{"host": "10.0.0.5"}, {"host": "10.0.0.6"}, {"host": "10.0.0.7"}]'
+    values = {**{k: v for k, v in BASE_CONFIG.items() if k != "host"}, "hosts": fleet,
+              "migrate_command": "odoo -u all", "backup": "false"}
+    assert _load_as_the_program_does(values).canary_hosts == 1
+    with pytest.raises(ConfigError) as err:
+        _load_as_the_program_does({**values, "canary_hosts": "2"})
+    assert "canary:migrate_command with canary:canary_hosts = 2 is not allowed" in str(err.value)
