@@ -108,23 +108,29 @@ def restore(host: Host, app: str, url: str, image: str, name: str, timeout: floa
                           f"{(err or out).strip()[-400:]}; the database is as it was (one transaction)")
 
 
-# $1 the container; prints its log from line $2 on (at most $3 lines), then a last line
-# "canary:state STATUS EXITCODE LINES" (LINES: how many lines its log has in all).
+# $1 the container: its state first (once it has ended, its log is complete), then its
+# log from line $2 on (at most $3 lines) and how many lines the log has, from one read;
+# with $4 = tail, the log's last $3 lines instead.
 _FOLLOW = r'''
-n=$(docker logs "$1" 2>&1 | wc -l)
-docker logs "$1" 2>&1 | tail -n +"$2" | head -n "$3"
-echo "canary:state $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$1" 2>/dev/null || echo gone 0) $n"
+echo "canary:state $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$1" 2>/dev/null || echo gone 0)"
+docker logs "$1" 2>&1 | awk -v from="$2" -v most="$3" -v tail="$4" '
+    tail != "tail" && NR >= from && NR < from + most { print }
+    tail == "tail" { last[NR % most] = $0 }
+    END { if (tail == "tail") for (i = NR - most + 1; i <= NR; i++) if (i > 0) print last[i % most]
+          print "canary:lines " NR }'
 '''
 
 
-def _look(host: Host, name: str, seen: int) -> tuple[str, int, int, list[str]]:
-    """(state, exit code, lines in its log, new lines shown) of a one-off container."""
-    out = host.sh(_FOLLOW, name, str(seen + 1), str(SHOWN_LINES), check=False)
+def _look(host: Host, name: str, seen: int, tail: bool = False) -> tuple[str, int, int, list[str]]:
+    """(state, exit code, lines in its log, the new lines: at most SHOWN_LINES) of a
+    one-off container; `tail`: its last SHOWN_LINES lines instead of the new ones."""
+    out = host.sh(_FOLLOW, name, str(seen + 1), str(SHOWN_LINES), "tail" if tail else "", check=False)
     lines = out.rstrip("\n").split("\n")
-    state = next((x for x in reversed(lines) if x.startswith("canary:state ")), "canary:state gone 0 0")
-    _, status, code, total = (state.split() + ["0", "0"])[:4]
-    new = [x for x in lines[:lines.index(state)] if x] if state in lines else []
-    return status, int(code) if code.lstrip("-").isdigit() else -1, int(total) if total.isdigit() else seen, new
+    state = next((x.split()[1:] for x in lines if x.startswith("canary:state ")), ["gone", "0"])
+    total = next((x.split()[1] for x in reversed(lines) if x.startswith("canary:lines ")), str(seen))
+    new = [x for x in lines if x and not x.startswith(("canary:state ", "canary:lines "))]
+    code = state[1] if len(state) > 1 else "0"
+    return state[0], int(code) if code.lstrip("-").isdigit() else -1, int(total) if total.isdigit() else seen, new
 
 
 def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: float,
@@ -143,17 +149,17 @@ def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: f
     status, out, err = host.run(argv, check=False)
     if status != 0:
         raise DeployError(f"the {what} container could not start: {(err or out).strip()[-300:]}")
-    start, seen, last = clock(), 0, []
+    start, seen = clock(), 0
     try:
         while True:
             state, code, total, new = _look(host, name, seen)
             for line in new:
                 log(f"{what}: {line[:300]}")
-            skipped = max(0, total - seen - len(new))
-            if skipped:
-                log(f"{what}: ... {skipped} more lines")
-            last, seen = (last + new)[-SHOWN_LINES:], total
+            if total - seen > len(new):
+                log(f"{what}: ... {total - seen - len(new)} more lines")
+            seen = total
             if state not in ("running", "created"):
+                last = _look(host, name, 0, tail=True)[3]  # the log's end: its error, if any
                 if code != 0:
                     raise DeployError(f"the {what} `{' '.join(command)[:200]}` failed (exit {code}): "
                                       + " | ".join(last[-5:])[-600:])
