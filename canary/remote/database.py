@@ -27,7 +27,8 @@ from .docker import run_argv
 from .ssh import Host
 
 POLL = 0.25  # s between looks at a running migration (its end is seen within that)
-SHOWN_LINES = 20  # of a migration's output per look (the rest is counted)
+SHOW_EVERY = 5.0  # s between its progress lines
+SHOWN_LINES = 20  # of its log's end, kept for the failure message
 
 
 def pg_env(url: str) -> dict[str, str]:
@@ -108,36 +109,32 @@ def restore(host: Host, app: str, url: str, image: str, name: str, timeout: floa
                           f"{(err or out).strip()[-400:]}; the database is as it was (one transaction)")
 
 
-# $1 the container: its state first (once it has ended, its log is complete), then its
-# log from line $2 on (at most $3 lines) and how many lines the log has, from one read;
-# with $4 = tail, the log's last $3 lines instead.
+# $1 the container: its state first (once it has ended, its log is complete), then the
+# last $2 lines of its log and how many lines it has, from one read.
 _FOLLOW = r'''
 echo "canary:state $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$1" 2>/dev/null || echo gone 0)"
-docker logs "$1" 2>&1 | awk -v from="$2" -v most="$3" -v tail="$4" '
-    tail != "tail" && NR >= from && NR < from + most { print }
-    tail == "tail" { last[NR % most] = $0 }
-    END { if (tail == "tail") for (i = NR - most + 1; i <= NR; i++) if (i > 0) print last[i % most]
-          print "canary:lines " NR }'
+docker logs "$1" 2>&1 | awk -v most="$2" '{ last[NR % most] = $0 }
+    END { for (i = NR - most + 1; i <= NR; i++) if (i > 0) print last[i % most]; print "canary:lines " NR }'
 '''
 
 
-def _look(host: Host, name: str, seen: int, tail: bool = False) -> tuple[str, int, int, list[str]]:
-    """(state, exit code, lines in its log, the new lines: at most SHOWN_LINES) of a
-    one-off container; `tail`: its last SHOWN_LINES lines instead of the new ones."""
-    out = host.sh(_FOLLOW, name, str(seen + 1), str(SHOWN_LINES), "tail" if tail else "", check=False)
+def _look(host: Host, name: str) -> tuple[str, int, int, list[str]]:
+    """(state, exit code, lines in its log, its last SHOWN_LINES lines) of a one-off container."""
+    out = host.sh(_FOLLOW, name, str(SHOWN_LINES), check=False)
     lines = out.rstrip("\n").split("\n")
     state = next((x.split()[1:] for x in lines if x.startswith("canary:state ")), ["gone", "0"])
-    total = next((x.split()[1] for x in reversed(lines) if x.startswith("canary:lines ")), str(seen))
-    new = [x for x in lines if x and not x.startswith(("canary:state ", "canary:lines "))]
+    total = next((x.split()[1] for x in reversed(lines) if x.startswith("canary:lines ")), "0")
+    last = [x for x in lines if x and not x.startswith(("canary:state ", "canary:lines "))]
     code = state[1] if len(state) > 1 else "0"
-    return state[0], int(code) if code.lstrip("-").isdigit() else -1, int(total) if total.isdigit() else seen, new
+    return state[0], int(code) if code.lstrip("-").isdigit() else -1, int(total) if total.isdigit() else 0, last
 
 
 def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: float,
              log: Callable[[str], None], what: str = "migration",
              clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> str:
     """Runs `command` in a one-off container (`spec`: the image, env, volumes, labels),
-    showing its output; returns its last lines. Raises DeployError when it fails or
+    with a progress line every SHOW_EVERY s (its output so far and its last line); returns
+    its last lines. Raises DeployError when it fails or
     outlives `timeout` (then it is removed)."""
     name = spec.name
     _finish_leftover(host, name, timeout, log, what, clock, sleep)
@@ -149,17 +146,17 @@ def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: f
     status, out, err = host.run(argv, check=False)
     if status != 0:
         raise DeployError(f"the {what} container could not start: {(err or out).strip()[-300:]}")
-    start, seen = clock(), 0
+    start, shown = clock(), 0
+    said = start - SHOW_EVERY + 1  # its first line after a second
     try:
         while True:
-            state, code, total, new = _look(host, name, seen)
-            for line in new:
-                log(f"{what}: {line[:300]}")
-            if total - seen > len(new):
-                log(f"{what}: ... {total - seen - len(new)} more lines")
-            seen = total
-            if state not in ("running", "created"):
-                last = _look(host, name, 0, tail=True)[3]  # the log's end: its error, if any
+            state, code, total, last = _look(host, name)
+            ended = state not in ("running", "created")
+            if total > shown and (ended or clock() - said >= SHOW_EVERY):
+                # One line a while: a migration may print thousands (Odoo's -u all).
+                log(f"{what}: {clock() - start:.0f}s, {total} lines of output; the last: {last[-1][:300]}")
+                said, shown = clock(), total
+            if ended:
                 if code != 0:
                     raise DeployError(f"the {what} `{' '.join(command)[:200]}` failed (exit {code}): "
                                       + " | ".join(last[-5:])[-600:])
