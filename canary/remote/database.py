@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from typing import Callable, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -112,21 +113,32 @@ def restore(host: Host, app: str, url: str, image: str, name: str, timeout: floa
 # $1 the container: its state first (once it has ended, its log is complete), then the
 # last $2 lines of its log and how many lines it has, from one read.
 _FOLLOW = r'''
-echo "canary:state $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$1" 2>/dev/null || echo gone 0)"
+echo "canary:state $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}} {{.State.FinishedAt}}' "$1" 2>/dev/null || echo gone 0)"
 docker logs "$1" 2>&1 | awk -v most="$2" '{ last[NR % most] = $0 }
     END { for (i = NR - most + 1; i <= NR; i++) if (i > 0) print last[i % most]; print "canary:lines " NR }'
 '''
 
 
-def _look(host: Host, name: str) -> tuple[str, int, int, list[str]]:
-    """(state, exit code, lines in its log, its last SHOWN_LINES lines) of a one-off container."""
+def _look(host: Host, name: str) -> tuple[str, int, int, list[str], float]:
+    """(state, exit code, lines in its log, its last SHOWN_LINES lines, seconds it ran once
+    ended) of a one-off container."""
     out = host.sh(_FOLLOW, name, str(SHOWN_LINES), check=False)
     lines = out.rstrip("\n").split("\n")
     state = next((x.split()[1:] for x in lines if x.startswith("canary:state ")), ["gone", "0"])
     total = next((x.split()[1] for x in reversed(lines) if x.startswith("canary:lines ")), "0")
     last = [x for x in lines if x and not x.startswith(("canary:state ", "canary:lines "))]
     code = state[1] if len(state) > 1 else "0"
-    return state[0], int(code) if code.lstrip("-").isdigit() else -1, int(total) if total.isdigit() else 0, last
+    return (state[0], int(code) if code.lstrip("-").isdigit() else -1, int(total) if total.isdigit() else 0,
+            last, _ran(*state[2:4]) if len(state) >= 4 else 0.0)
+
+
+def _ran(started: str, finished: str) -> float:
+    """Seconds between Docker's StartedAt and FinishedAt (RFC 3339 with nanoseconds)."""
+    try:
+        a, b = (datetime.fromisoformat(t[:26].rstrip("Z") + "+00:00") for t in (started, finished))
+        return max(0.0, (b - a).total_seconds())
+    except ValueError:
+        return 0.0
 
 
 def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: float,
@@ -150,7 +162,7 @@ def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: f
     said = start - SHOW_EVERY + 1  # its first line after a second
     try:
         while True:
-            state, code, total, last = _look(host, name)
+            state, code, total, last, ran = _look(host, name)
             ended = state not in ("running", "created")
             if total > shown and (ended or clock() - said >= SHOW_EVERY):
                 # One line a while: a migration may print thousands (Odoo's -u all).
@@ -160,7 +172,7 @@ def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: f
                 if code != 0:
                     raise DeployError(f"the {what} `{' '.join(command)[:200]}` failed (exit {code}): "
                                       + " | ".join(last[-5:])[-600:])
-                log(f"{what} finished in {clock() - start:.0f}s")
+                log(f"{what} finished in {clock() - start:.1f}s (its container ran {ran:.2f}s)")
                 return "\n".join(last)
             if clock() - start > timeout:
                 raise DeployError(f"the {what} `{' '.join(command)[:200]}` did not finish within "
