@@ -35,9 +35,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from . import operate
 from . import plan as P
 from . import redact
-from .analysis.verdict import FAIL, INCONCLUSIVE
+from .analysis.runner import CheckDone, Control
+from .analysis.verdict import CONTINUE, FAIL, INCONCLUSIVE, Verdict
 from .errors import DeployError, rolled_back_before
 from .health_wait import HealthWait
 from .host import Container, HostOps, Split
@@ -94,8 +96,12 @@ class Controller:
                  revision: Optional[str] = None, notifier: Optional[Notifier] = None,
                  force_token: str = "", report_dir: Optional[str] = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 approved: str = "", promoted_by: str = ""):
+                 approved: str = "", promoted_by: str = "", cancelled: Callable[[], bool] = lambda: False):
         self.ops, self.spec, self.log = ops, spec, log
+        # The CLI's Ctrl-C reached the provider (provider.py): a running analysis rolls back.
+        self.cancelled = cancelled
+        self.holder = ""  # who runs this update, since when (the lock's holder line)
+        self.promote_now = ""  # an operator's `promote --full`: the reason, in words
         # A droplet of a later wave: the revision passed on the canary droplets (plan.Desired).
         self.approved = approved
         # A fleet's canary droplet: the step that promotes a canary that passed (the update
@@ -177,7 +183,8 @@ class Controller:
     # -- the update -------------------------------------------------------------------
     def reconcile(self, recorded: dict, then: Optional[Callable[[], None]] = None) -> ReleaseStatus:
         try:
-            return self._reconcile(recorded, self._holder(), then)
+            self.holder = self._holder()
+            return self._reconcile(recorded, self.holder, then)
         finally:
             self.reports.finish()
 
@@ -384,11 +391,17 @@ class Controller:
             self.log(f"reusing the running canary {h.canary.id if h.canary else ''}")
         self._set(canary_revision=self.spec.revision, canary_image=self.spec.image)
         passed = self.status.passed_weight if action.reuse_canary else 0
-        for weight in action.steps:
+        try:
+            self._analyse_steps(action.steps, passed, h, o)
+        finally:
+            self._close_console()
+
+    def _analyse_steps(self, steps, passed, h, o):
+        for weight in steps:
             self._route_to_canary(weight)
             self._set(canary_weight=weight)
             self.reports.start()
-            result = self.ops.prober.analyse(weight, self.log)
+            result = self.ops.prober.analyse(weight, self.log, self._control(weight))
             summary = self._with_database(result.summary())
             self._set(analysis=summary)
             self.reports.add(summary)
@@ -403,12 +416,65 @@ class Controller:
             passed = weight
             self._set(passed_weight=passed)
             self.log(f"passed at {weight}%: {result.verdict.reason}")
-        if self.spec.auto_promote:
+            if self.promote_now:
+                break
+        if self.promote_now:  # a human decision, recorded as one (message and analysis)
+            self._set(analysis={**self.status.analysis, "promoted_by_hand": self.promote_now})
+            self._promote_or_pass_on(h, o, reason=f"{self.promote_now}, at {passed}%")
+        elif self.spec.auto_promote:
             self._promote_or_pass_on(h, o, reason=f"passed its analysis at {passed}%")
         else:
             self._record(Outcome.HELD, message=f"holding {self.spec.image} at {passed}% for manual "
                                                "promotion (auto_promote is false)")
             self.notify.send("holding", self.status.message, self.status.analysis)
+
+    # -- operators: live progress, their requests, Ctrl-C (operate.py) ------------------------
+    def _control(self, weight: int) -> Control:
+        """After each check: the progress on the host for `python -m canary status`, then
+        an operator's request or the CLI's Ctrl-C, which may end the step."""
+        console = self.ops.console
+
+        def control(c: CheckDone) -> Optional[Verdict]:
+            e = c.evidence
+            if console is not None:
+                shown = operate.progress(
+                    self.spec.stack, self.spec.image, weight, c.index, c.count, c.seconds_left, c.line,
+                    {"requests": e.canary.requests, "error_rate": round(e.canary.error_rate, 2),
+                     "p95": round(e.canary.p(95), 4)},
+                    {"requests": e.stable.requests, "error_rate": round(e.stable.error_rate, 2),
+                     "p95": round(e.stable.p(95), 4)},
+                    self.holder, self.spec.analysis.interval, time.time())
+                self._best_effort(lambda: console.show(json.dumps(shown) + "\n"), "showing the progress")
+            if c.verdict.status != CONTINUE:
+                return None  # the evidence decided; a request waits for the next step (or is dropped)
+            request = operate.Request.parse(self._console_read()) if console is not None else None
+            d = operate.decide(request, self.spec.image, self.cancelled())
+            if d.note:
+                self.log(d.note)
+            if d.consume and console is not None:
+                self._best_effort(console.consume, "removing the request")
+            if d.full:
+                self.promote_now = d.verdict.reason
+            return d.verdict
+        return control
+
+    def _console_read(self) -> Optional[str]:
+        try:
+            return self.ops.console.request()
+        except Exception as err:  # read again after the next check
+            self.log(f"could not read operators' requests: {err}")
+            return None
+
+    def _close_console(self) -> None:
+        """The analysis ended: no progress left behind, and a request it did not act on is dropped."""
+        console = self.ops.console
+        if console is None:
+            return
+        self._best_effort(lambda: console.show(None), "removing the progress")
+        left = operate.Request.parse(self._console_read())
+        if left is not None:
+            self.log(f"dropped the request to {left.verb} by {left.who} at {left.at}: the analysis had ended")
+            self._best_effort(console.consume, "removing the request")
 
     # -- procedures -----------------------------------------------------------------------
     def _start(self, role: str) -> Container:
@@ -608,11 +674,11 @@ class Controller:
         migration = " ".join(self.spec.migration.command) if self.migrated and self.spec.migration else ""
         return {**summary, "database": {"migration": migration, "backup": self.status.last_backup or ""}}
 
-    def _best_effort(self, fn) -> None:
+    def _best_effort(self, fn, what: str = "") -> None:
         try:
             fn()
         except Exception as err:  # the original error is the one to report
-            self.log(f"cleanup failed too: {err}")
+            self.log(f"{what} failed: {err}" if what else f"cleanup failed too: {err}")
 
     # -- the status ---------------------------------------------------------------------------
     def _set_production(self, revision: Optional[str], image: Optional[str] = None) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ContextManager, Mapping, Optional, Protocol
 
 from .analysis.result import Result
+from .analysis.runner import Control
 from .spec import ContainerSpec
 
 
@@ -80,8 +81,9 @@ class Prober(Protocol):
     def health(self, port: int) -> ContextManager[Probe]:
         """A probe of the app's health path on the host's `port`, for a `with` block."""
 
-    def analyse(self, weight: int, log: Callable[[str], None]) -> Result:
-        """One analysis window of the canary at `weight` percent."""
+    def analyse(self, weight: int, log: Callable[[str], None], control: Optional[Control] = None) -> Result:
+        """One analysis window of the canary at `weight` percent; `control` after each check
+        (analysis/runner.py)."""
 
 
 class Backups(Protocol):
@@ -108,6 +110,20 @@ class Journal(Protocol):
         """Removes the app's files on the host: the journal and the containers' env files."""
 
 
+class Console(Protocol):
+    """What operators see of a running analysis and ask of it, on the host (operate.py):
+    STATE_DIR/APP/progress.json and request.json."""
+
+    def show(self, text: Optional[str]) -> None:
+        """Writes the progress; None removes it."""
+
+    def request(self) -> Optional[str]:
+        """An operator's request, as written (None: there is none)."""
+
+    def consume(self) -> None:
+        """Removes the request."""
+
+
 @dataclass(frozen=True)
 class HostOps:
     containers: Containers
@@ -116,3 +132,4 @@ class HostOps:
     journal: Journal
     lock: Callable[[str], ContextManager[object]]  # the host lock, held by `holder`
     backups: Optional[Backups] = None  # None: the stack names no database
+    console: Optional[Console] = None  # None: nobody watches or asks (a host without it)

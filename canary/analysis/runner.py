@@ -2,6 +2,10 @@
 evidence sources (analysis/sources/) in order, then judged (verdict.py). Every check
 prints one progress line, which `pulumi up` shows as it happens.
 
+After each check, `control` (when given) sees how the check went and may end the step
+with a verdict of its own: an operator's abort or promote, or the CLI's Ctrl-C
+(operate.py). It decides only while the evidence has not: a failure found stands.
+
 Pure but for the sources it is given and its clock, so it is unit-tested with fake
 sources (tests/unit/test_runner.py).
 """
@@ -10,7 +14,8 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 from ..spec import AnalysisSpec
 from .result import Result, point
@@ -18,9 +23,23 @@ from .sources import Check, Source
 from .verdict import CONTINUE, Evidence, Verdict, judge
 
 
+@dataclass(frozen=True)
+class CheckDone:
+    """What `control` sees after each check."""
+    index: int
+    count: int
+    seconds_left: float
+    line: str  # its progress line
+    evidence: Evidence
+    verdict: Verdict  # the evidence's verdict so far
+
+
+Control = Callable[[CheckDone], Optional[Verdict]]
+
+
 def analyse(sources: Sequence[Source], a: AnalysisSpec, image: str, weight: int,
             log: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
-            sleep: Callable[[float], None] = time.sleep) -> Result:
+            sleep: Callable[[float], None] = time.sleep, control: Optional[Control] = None) -> Result:
     checks = a.checks
     evidence = Evidence(planned_probes=checks * a.probes_per_check)
     series: list[dict] = []
@@ -38,7 +57,14 @@ def analyse(sources: Sequence[Source], a: AnalysisSpec, image: str, weight: int,
             evidence.minutes = (clock() - started) / 60
             verdict = judge(evidence, a.thresholds, check.final)
             series.append(point(i, clock() - started, evidence))
-            log(progress(i, checks, sources, evidence, a.thresholds.error_threshold, verdict))
+            line = progress(i, checks, sources, evidence, a.thresholds.error_threshold, verdict)
+            log(line)
+            if control is not None:
+                left = max(0.0, started + checks * a.interval - clock())
+                told = control(CheckDone(i, checks, left, line, evidence, verdict))
+                if told is not None and verdict.status == CONTINUE:
+                    verdict = told
+                    log(f"check {i}/{checks} => {verdict.status.upper()}: {verdict.reason}")
             if verdict.status != CONTINUE:
                 break
     return Result(verdict, evidence, weight, clock() - started, series,

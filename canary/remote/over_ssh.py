@@ -98,9 +98,9 @@ class SshProber:
                 return ok, last
             yield health
 
-    def analyse(self, weight: int, log: Callable[[str], None]) -> Result:
+    def analyse(self, weight: int, log: Callable[[str], None], control: Optional[runner.Control] = None) -> Result:
         sources = for_release(self.host, self.spec, log, self.database_url)
-        return runner.analyse(sources, self.spec.analysis, self.spec.image, weight, log)
+        return runner.analyse(sources, self.spec.analysis, self.spec.image, weight, log, control=control)
 
 
 class HostJournal:
@@ -121,8 +121,28 @@ class HostJournal:
         self.host.sh('rm -f "$1"/*.env "$1"/journal.json', self.dir, check=False)
 
 
+class HostConsole:
+    """progress.json and request.json beside the journal (operate.py)."""
+
+    def __init__(self, host: Host, app: str):
+        self.host, self.dir = host, f"{STATE_DIR}/{app}"
+
+    def show(self, text: Optional[str]) -> None:
+        if text is None:
+            self.host.run(["rm", "-f", f"{self.dir}/progress.json"], check=False)
+        else:  # (the journal made the directory before the analysis began)
+            self.host.write_file(f"{self.dir}/progress.json", text, 0o644)
+
+    def request(self) -> Optional[str]:
+        return self.host.read_file(f"{self.dir}/request.json")
+
+    def consume(self) -> None:
+        self.host.run(["rm", "-f", f"{self.dir}/request.json"], check=False)
+
+
 def over_ssh(host: Host, spec: ReleaseSpec, database_url: Optional[str] = None) -> HostOps:
     return HostOps(containers=SshContainers(host), router=NginxRouter(host, spec.split.split_path),
                    prober=SshProber(host, spec, database_url), journal=HostJournal(host, spec.app),
                    lock=lambda holder: HostLock(host, lock_file(spec.app), holder),
-                   backups=SshBackups(host, spec.app, database_url) if database_url else None)
+                   backups=SshBackups(host, spec.app, database_url) if database_url else None,
+                   console=HostConsole(host, spec.app))

@@ -7,7 +7,7 @@ stopped.
 Images behave as they are told: "healthy", "errors" (answers 500), "silent" (never
 listens), "exits" (dies at its first health check) or "slow:N" (N failed checks, then
 healthy). A failure is injected at a named operation ("run:odoo", "stop:odoo-canary",
-"route:100", "unroute", "analyse:10", "journal:promoting", "lock"), once: an Exception
+"route:100", "unroute", "analyse:10", "check:10:2", "journal:promoting", "lock"), once: an Exception
 for a failed step, Killed for a CLI killed there (no cleanup runs after it), or a
 function for something that happens on the host meanwhile.
 """
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
 from canary.analysis.result import Result
-from canary.analysis.verdict import FAIL, PASS, Evidence, Verdict
+from canary.analysis.runner import CheckDone
+from canary.analysis.verdict import CONTINUE, FAIL, PASS, Evidence, Verdict
 from canary.errors import DeployError
 from canary.host import Container, HostOps
 from canary.remote import nginx
@@ -93,6 +94,11 @@ class FakeHost:
     database: bool = False
     migrations: list = field(default_factory=list)
     backups: list = field(default_factory=list)
+    # The operators' files (operate.py): progress.json as last shown, request.json, and every progress shown.
+    progress: Optional[str] = None
+    request: Optional[str] = None
+    shown: list = field(default_factory=list)
+    checks: int = 3  # checks per analysis
 
     # -- what tests set up -------------------------------------------------------------
     def image(self, ref: str, behaviour: str = "healthy") -> "FakeHost":
@@ -111,7 +117,8 @@ class FakeHost:
 
     def ops(self) -> HostOps:
         return HostOps(containers=self, router=_Router(self), prober=_Prober(self), journal=_Journal(self),
-                       lock=self._lock, backups=_Backups(self) if self.database else None)
+                       lock=self._lock, backups=_Backups(self) if self.database else None,
+                       console=_Console(self))
 
     def sleep(self, seconds: float) -> None:
         self.clock += seconds
@@ -239,12 +246,22 @@ class _Prober:
             return answer
         yield probe
 
-    def analyse(self, weight: int, log: Callable[[str], None]) -> Result:
+    def analyse(self, weight: int, log: Callable[[str], None], control=None) -> Result:
+        """`checks` checks; the verdict (as `verdicts` says, or by the canary's health) at the last."""
         self.h._op(f"analyse:{weight}")
         canary = self.h.containers.get(f"{self.h.app}-canary")
         status, reason = self.h.verdicts.get(weight) or (
             (PASS, "healthy") if canary is not None and canary.healthy else (FAIL, "5xx 100% above 5%"))
-        return Result(Verdict(status, reason), Evidence(planned_probes=1), weight, 1.0, [])
+        n, verdict = self.h.checks, Verdict(status, reason)
+        for i in range(1, n + 1):
+            self.h._op(f"check:{weight}:{i}")
+            judged = verdict if i == n else Verdict(CONTINUE, "")
+            told = control(CheckDone(i, n, n - i, f"check {i}/{n}", Evidence(planned_probes=1), judged)) \
+                if control else None
+            if told is not None and judged.status == CONTINUE:
+                verdict = told
+                break
+        return Result(verdict, Evidence(planned_probes=1), weight, 1.0, [])
 
 
 class _Backups:
@@ -261,6 +278,23 @@ class _Backups:
         self.h._op(f"restore:{name}")
         if not any(b.endswith("/" + name) for b in self.h.backups):
             raise DeployError(f"restoring the backup {name} failed (exit 66): no backup {name}")
+
+
+class _Console:
+    def __init__(self, host: FakeHost):
+        self.h = host
+
+    def show(self, text: Optional[str]) -> None:
+        self.h.progress = text
+        if text is not None:
+            self.h.shown.append(text)
+
+    def request(self) -> Optional[str]:
+        return self.h.request
+
+    def consume(self) -> None:
+        self.h._op("consume")
+        self.h.request = None
 
 
 class _Journal:
