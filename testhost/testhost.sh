@@ -2,9 +2,11 @@
 # The local test host: a "droplet" on this machine, reached like the real one.
 #
 #   testhost.sh start    dockerd, nginx, sshd on 127.0.0.1:2222, demo images, a private
-#                        registry on 127.0.0.1:5000 (password auth) holding them, and
-#                        PostgreSQL on 127.0.0.1:5433 (shared Pulumi state)
-#   testhost.sh stop     stop sshd, nginx, the registry and PostgreSQL (dockerd and images stay)
+#                        registry on 127.0.0.1:5000 (password auth) holding them,
+#                        PostgreSQL on 127.0.0.1:5433 (shared Pulumi state), and Prometheus
+#                        on 127.0.0.1:9090 scraping node-exporter (127.0.0.1:9100) every second
+#   testhost.sh stop     stop sshd, nginx, the registry, PostgreSQL and Prometheus (dockerd
+#                        and images stay)
 #   testhost.sh push IMAGE TAG   push a local image as the registry's canary-demo:TAG
 #   testhost.sh status   what runs, and the pinned host key
 #   testhost.sh reset    remove the app's containers and nginx files (clean host)
@@ -20,6 +22,8 @@
 # Registry: Debian's docker-registry (the CNCF distribution) with htpasswd auth; user
 # `canary`, its generated password in $TESTHOST_DIR/registry_password (mode 600). The demo
 # images are pushed there as $REGISTRY/canary-demo:TAG.
+# Prometheus: Debian's, with its config and data in $TESTHOST_DIR/prometheus; the job
+# `node` is node-exporter (so `up{job="node"}` is 1 while both run).
 set -euo pipefail
 
 TESTHOST_DIR=${TESTHOST_DIR:-/var/lib/canary-testhost}
@@ -28,12 +32,32 @@ PG_PORT=${TESTHOST_PG_PORT:-5433}
 PG_CLUSTER=canary
 REGISTRY=${TESTHOST_REGISTRY:-127.0.0.1:5000}
 REGISTRY_USER=canary
+PROMETHEUS=127.0.0.1:9090
+NODE_EXPORTER=127.0.0.1:9100
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=testhost/sshd.sh
 . "$here/sshd.sh"
 IMAGES=(v1 v2 broken slow sick)
 
 log() { printf '[testhost] %s\n' "$*" >&2; }
+
+running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; } # PIDFILE
+
+# `detach LOG PIDFILE COMMAND...`: COMMAND in the background, holding none of our
+# descriptors but its output: one holding a lock file (say the test host's turn lock)
+# would keep that lock for the service's lifetime.
+detach() {
+    local out=$1 pidfile=$2
+    shift 2
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        nohup "$@" </dev/null >"$out" 2>&1 &
+        echo $! >"$pidfile"
+    )
+}
 
 start_dockerd() {
     if docker info >/dev/null 2>&1; then return; fi
@@ -207,6 +231,39 @@ CONFIG
     exit 1
 }
 
+# Prometheus scraping node-exporter every second (a test's query has a fresh sample at
+# once), only on loopback; the droplet's SSH tunnels reach it.
+start_prometheus() {
+    local dir="$TESTHOST_DIR/prometheus"
+    mkdir -p "$dir/data"
+    cat >"$dir/prometheus.yml" <<CONFIG
+global: { scrape_interval: 1s, evaluation_interval: 1s }
+scrape_configs:
+  - job_name: node
+    static_configs: [{ targets: ['$NODE_EXPORTER'] }]
+CONFIG
+    if ! running "$dir/node-exporter.pid"; then
+        log "starting node-exporter on $NODE_EXPORTER"
+        detach "$dir/node-exporter.log" "$dir/node-exporter.pid" \
+            prometheus-node-exporter --web.listen-address="$NODE_EXPORTER"
+    fi
+    if running "$dir/pid"; then
+        kill -HUP "$(cat "$dir/pid")" # reads the config above again
+    else
+        log "starting Prometheus on $PROMETHEUS"
+        detach "$dir/log" "$dir/pid" prometheus --config.file="$dir/prometheus.yml" \
+            --storage.tsdb.path="$dir/data" --storage.tsdb.retention.time=1d --web.listen-address="$PROMETHEUS"
+    fi
+    # Ready once node-exporter was scraped.
+    for _ in $(seq 1 100); do
+        curl -fsS "http://$PROMETHEUS/api/v1/query?query=up" 2>/dev/null | grep -q '"job":"node"' && return
+        sleep 0.2
+    done
+    log "Prometheus did not start; see $dir/log and $dir/node-exporter.log"
+    tail -20 "$dir/log" "$dir/node-exporter.log" >&2
+    exit 1
+}
+
 # The Docker CLI with a login to the test registry of its own: root's
 # ~/.docker/config.json stays untouched (deploys bring their own credentials).
 registry_docker() {
@@ -256,6 +313,7 @@ cmd_start() {
     build_images
     start_registry
     push_images
+    start_prometheus
     if [ "${TESTHOST_ERP:-0}" = 1 ]; then cmd_erp; fi
     bash "$here/fleet.sh" start # three more hosts at 10.231.N.2 (N = 1..3)
     log "ready: ssh -p $SSH_PORT -i $TESTHOST_DIR/id_ed25519 root@127.0.0.1"
@@ -271,6 +329,10 @@ cmd_stop() {
     nginx -s quit 2>/dev/null || true
     if pg_running; then pg_ctlcluster "$(pg_version)" "$PG_CLUSTER" stop; fi
     if [ -s "$TESTHOST_DIR/registry/pid" ]; then kill "$(cat "$TESTHOST_DIR/registry/pid")" 2>/dev/null || true; fi
+    local pidfile
+    for pidfile in "$TESTHOST_DIR/prometheus/pid" "$TESTHOST_DIR/prometheus/node-exporter.pid"; do
+        if running "$pidfile"; then kill "$(cat "$pidfile")"; fi
+    done
 }
 
 cmd_status() {
@@ -283,6 +345,9 @@ cmd_status() {
     [ -s "$TESTHOST_DIR/registry/pid" ] && kill -0 "$(cat "$TESTHOST_DIR/registry/pid")" 2>/dev/null &&
         echo "registry: running on $REGISTRY (user $REGISTRY_USER, password in $TESTHOST_DIR/registry_password)" ||
         echo "registry: stopped"
+    running "$TESTHOST_DIR/prometheus/pid" && echo "prometheus: running on $PROMETHEUS" || echo "prometheus: stopped"
+    running "$TESTHOST_DIR/prometheus/node-exporter.pid" && echo "node-exporter: running on $NODE_EXPORTER" ||
+        echo "node-exporter: stopped"
     [ -f "$TESTHOST_DIR/ssh_host_ed25519_key.pub" ] && echo "host key: $(host_key)"
     docker images canary-demo --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | sort
     bash "$here/fleet.sh" status
