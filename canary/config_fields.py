@@ -282,11 +282,11 @@ FIELDS: tuple[Field, ...] = (
           "an http URL of Prometheus as the droplet reaches it, e.g. http://127.0.0.1:9090 or "
           "http://10.0.0.7:9090/prometheus (plain http: the SSH tunnel carries it)",
           matches(PROMETHEUS_URL_RE), lambda v: (urlsplit(v).port or 80) <= 65535, default="http://127.0.0.1:9090",
-          bad=(*HOSTILE, "https://10.0.0.5:9090", "http://a b", "http://10.0.0.5:70000")),
+          bad=(*HOSTILE, "ftp://10.0.0.5", "http://a b")),
     Field("prometheus_metrics", "PromQL queries whose answers the canary must keep within limits, each check: "
           "a list of `{name, query, max, min}` (at least one limit)",
           PROMETHEUS_METRICS_ALLOWED, read=read.prometheus_metrics, structured=True,
-          bad=(*HOSTILE, '[{"name": "up", "query": "up"}]', '[{"name": "up", "query": "up{job=\\"$job\\"}", "max": 1}]'),
+          bad=(*HOSTILE, '[{"name": "up", "query": "up"}]'),
           more="a query may name the release with `$app` (the container name; the canary's is `$app-canary`), "
                "`$canary_port` and `$stable_port`; one series or a scalar, else no number: the analysis fails "
                "closed"),
