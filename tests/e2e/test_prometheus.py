@@ -26,7 +26,7 @@ def test_a_metric_within_its_limit_is_promoted(deployment):
     d.cli("config", "set", "--path", "canary:prometheus_metrics[0].name", "up")
     d.cli("config", "set", "--path", "canary:prometheus_metrics[0].query", UP)
     d.cli("config", "set", "--path", "canary:prometheus_metrics[0].min", "1")
-    d.set(image_tag="v2")
+    d.set(image_tag="v2", check_interval="3s")  # the query's timeout: 1.5 (s), not a whole number
     d.up()
     out = d.outputs()
     assert out["phase"] == "promoted", out["message"]

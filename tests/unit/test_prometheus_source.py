@@ -35,7 +35,7 @@ class FakePrometheus:
     records what it was asked."""
 
     def __init__(self):
-        self.answers, self.asked, self.delay = {}, [], 0.0
+        self.answers, self.asked, self.timeouts, self.delay = {}, [], [], 0.0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +43,7 @@ class FakePrometheus:
                 url = urlsplit(self.path)
                 query = parse_qs(url.query).get("query", [""])[0]
                 fake.asked.append((url.path, query, self.headers["Host"]))
+                fake.timeouts.append(parse_qs(url.query).get("timeout", [""])[0])
                 time.sleep(fake.delay)
                 status, body = fake.answers.get(query, (400, BAD_DATA))
                 body = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -103,6 +104,8 @@ def test_one_sample_within_its_limits_passes(prom):
     assert (load.value, load.problem()) == (0.25, None)
     assert host.forwards == [("127.0.0.1", 9090)]
     assert [path for path, _, _ in prom.asked] == ["/api/v1/query"] * 2
+    # Half the 10 s check for two queries; in seconds as a number (Prometheus refuses "2.5s").
+    assert prom.timeouts == ["2.5", "2.5"]
 
 
 def test_above_max_and_below_min_fail_naming_the_metric(prom):

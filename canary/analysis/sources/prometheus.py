@@ -92,9 +92,9 @@ def ask(session: requests.Session, url: str, query: str, timeout: float,
     """(the query's number, "") or (None, why there is none)."""
     import requests
     try:
-        # Prometheus stops evaluating at `timeout` too; Host: as the droplet would name it
-        # (a Prometheus behind a virtual host), not the tunnel's local port.
-        r = session.get(url, params={"query": query, "timeout": f"{timeout:g}s"}, timeout=timeout,
+        # Prometheus stops evaluating at `timeout` too (seconds as a number: it refuses
+        # "2.5s"); Host: as the droplet names it (a Prometheus behind a virtual host).
+        r = session.get(url, params={"query": query, "timeout": f"{timeout:g}"}, timeout=timeout,
                         headers={"Host": host_header}, allow_redirects=False)
     except requests.RequestException as err:
         return None, f"Prometheus could not be asked: {type(err).__name__}"
