@@ -33,6 +33,8 @@ ERP_DIR=$TESTHOST_DIR/erp
 REGISTRY=${TESTHOST_REGISTRY:-127.0.0.1:5000}
 REGISTRY_USER=canary
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=testhost/registry.sh
+. "$here/registry.sh"
 SUITE=bookworm
 TRYTON_PACKAGES=("trytond==8.2.*" "trytond-party==8.2.*" "trytond-country==8.2.*" "psycopg[binary]" psycopg_pool)
 # Installed by v2's `docker build` from wheels fetched with the root filesystem.
@@ -241,18 +243,6 @@ cmd_build() {
     docker image prune -f --filter label=canary.erp.build >/dev/null
     docker image prune -f --filter label=canary.erp.rootfs >/dev/null
     log "images built in $((SECONDS - started)) s (build $build)"
-}
-
-# The Docker CLI logged in to the test registry with a configuration of its own (as
-# testhost.sh's registry_docker: root's ~/.docker/config.json stays untouched).
-registry_docker() {
-    local cfg rc=0
-    cfg=$(mktemp -d)
-    docker --config "$cfg" login -u "$REGISTRY_USER" --password-stdin "$REGISTRY" \
-        <"$TESTHOST_DIR/registry_password" >/dev/null 2>&1 &&
-        docker --config "$cfg" "$@" || rc=$?
-    rm -rf "$cfg"
-    return $rc
 }
 
 # Pushes each image whose local id differs from the one pushed last (or that the

@@ -37,6 +37,8 @@ NODE_EXPORTER=127.0.0.1:9100
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=testhost/sshd.sh
 . "$here/sshd.sh"
+# shellcheck source=testhost/registry.sh
+. "$here/registry.sh"
 IMAGES=(v1 v2 broken slow sick)
 
 log() { printf '[testhost] %s\n' "$*" >&2; }
@@ -262,18 +264,6 @@ CONFIG
     log "Prometheus did not start; see $dir/log and $dir/node-exporter.log"
     tail -20 "$dir/log" "$dir/node-exporter.log" >&2
     exit 1
-}
-
-# The Docker CLI with a login to the test registry of its own: root's
-# ~/.docker/config.json stays untouched (deploys bring their own credentials).
-registry_docker() {
-    local cfg rc=0
-    cfg=$(mktemp -d)
-    docker --config "$cfg" login -u "$REGISTRY_USER" --password-stdin "$REGISTRY" \
-        <"$TESTHOST_DIR/registry_password" >/dev/null 2>&1 &&
-        docker --config "$cfg" "$@" || rc=$?
-    rm -rf "$cfg"
-    return $rc
 }
 
 # `registry_push SOURCE TAG`: the local image SOURCE as $REGISTRY/canary-demo:TAG.
