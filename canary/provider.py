@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 import pulumi
@@ -156,6 +157,37 @@ def _registry_password(config: Any) -> str:
     return str(password or "").strip()
 
 
+# -- Ctrl-C -------------------------------------------------------------------------------------
+# On the first Ctrl-C the engine sends its providers Cancel and waits for the operations
+# in flight; the SDK's dynamic provider answers Cancel with nothing. The release takes it
+# as an operator's abort: its analysis rolls back at the next check (operate.py).
+_CANCELLED = threading.Event()
+
+
+def _cancel_trampoline(self, request, context):  # runs with the servicer module's globals
+    return _canary_cancel(self, request, context)  # noqa: F821
+
+
+def _hook_cancel() -> None:
+    """Makes the provider server's Cancel also set _CANCELLED. gRPC bound the servicer's
+    method when the server started, so the function itself gets the new code (a new class
+    attribute would never be called); the SDK's own Cancel still runs after it."""
+    servicer = getattr(sys.modules.get("__main__"), "DynamicResourceProviderServicer", None)
+    fn = getattr(servicer, "Cancel", None)
+    if fn is None or getattr(fn, "canary_hooked", False) or fn.__code__.co_freevars:
+        return
+    import types
+    original = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__)
+
+    def cancel(self, request, context):
+        _CANCELLED.set()  # (the engine also cancels its providers as it closes them: said nothing here)
+        return original(self, request, context)
+    fn.__globals__["_canary_cancel"] = cancel
+    fn.__code__ = _cancel_trampoline.__code__
+    fn.canary_hooked = True
+# ----------------------------------------------------------------------------------------------
+
+
 class ReleaseProvider(ResourceProvider):
     def __init__(self) -> None:
         super().__init__()
@@ -188,6 +220,8 @@ class ReleaseProvider(ResourceProvider):
             self.targets, self.target_error = {}, str(err)
         exit_with_engine()
         quick_exit.provider()
+        if quick_exit.in_provider_process():
+            _hook_cancel()
 
     def _target(self, name: str) -> Target:
         if not self.targets:
@@ -215,7 +249,7 @@ class ReleaseProvider(ResourceProvider):
         notifier = redact.RedactingNotifier(Notifier(self.webhook, spec.stack, spec.app, _say,
                                                      allow_local=self.notify_allow_local), redactor)
         return Controller(over_ssh(host, spec, self.database_url), spec, _say, revision, notifier, self.force_token,
-                          approved=approved, promoted_by=promoted_by), host
+                          approved=approved, promoted_by=promoted_by, cancelled=_CANCELLED.is_set), host
 
     @_reported
     def diff(self, id: str, olds: dict, news: dict) -> DiffResult:

@@ -138,3 +138,21 @@ def test_a_request_the_analysis_did_not_act_on_is_dropped_at_its_end():
     assert r.up("v2")["phase"] == "promoted" and r.h.request is None
     assert any("dropped the request to abort" in line for line in r.lines)
     assert json.loads(r.h.shown[-1])["check"] == 3 and r.h.progress is None
+
+
+def test_the_providers_cancel_sets_the_event_even_through_a_method_bound_before(monkeypatch):
+    """gRPC binds the servicer's Cancel when the server starts, before configure() hooks it."""
+    import sys
+    import types
+
+    from canary import provider
+    main = types.ModuleType("stand_in_main")
+    exec("class DynamicResourceProviderServicer:\n"
+         "    def Cancel(self, request, context):\n        return 'empty'\n", main.__dict__)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(provider, "_CANCELLED", provider.threading.Event())
+    bound = main.DynamicResourceProviderServicer().Cancel
+    provider._hook_cancel()
+    provider._hook_cancel()  # once only
+    assert not provider._CANCELLED.is_set()
+    assert bound(None, None) == "empty" and provider._CANCELLED.is_set()
