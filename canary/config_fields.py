@@ -193,7 +193,8 @@ FIELDS: tuple[Field, ...] = (
           read=read.env_map, structured=True, secret="may", bad=(*HOSTILE, *BAD_MAPS),
           more="`pulumi config set --secret --path 'env.PASSWORD' …` keeps the map secret (its values are "
                "masked as `[secret]` in every message)"),
-    Field("canary_env", "The canary's env on top of `env`, e.g. the guide's separate `odoo_canary` database",
+    Field("canary_env", "The canary's env on top of `env`, e.g. `ERP_CRON: \"0\"` (no scheduled jobs in the canary); "
+          "a database of its own loses its users' writes at promotion (preview warns)",
           "a map of NAME: value (set with --path, e.g. `pulumi config set --path 'canary_env.DB_HOST' db`)",
           read=read.env_map, structured=True, secret="may", bad=(*HOSTILE, *BAD_MAPS),
           more="a map like `env`, secret the same way"),
