@@ -46,7 +46,7 @@ def test_the_readme_first_run_deploys_to_the_test_host(tmp_path):
            "PULUMI_BACKEND_URL": "",  # the block logs in itself
            "PULUMI_SKIP_CONFIRMATIONS": "true",  # the person answers `pulumi up`'s prompt
            "STATE": f"file://{tmp_path / 'state'}", "PASSPHRASE": PASSPHRASE,
-           "DEPLOY_KEY": str(TESTHOST_DIR / "id_ed25519"), "IMAGE": f"{REGISTRY}/canary-demo",
+           "DEPLOY_KEY": str(TESTHOST_DIR / "id_ed25519"), "IMAGE": f"{REGISTRY}/canary-demo", "REGISTRY": REGISTRY,
            "REGISTRY_USER": "canary", "REGISTRY_PASSWORD_FILE": str(TESTHOST_DIR / "registry_password"),
            "TAG": "v1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
@@ -59,6 +59,10 @@ def test_the_readme_first_run_deploys_to_the_test_host(tmp_path):
     stack_file = (project / "Pulumi.first-run.yaml").read_text()
     assert "ssh-ed25519 " in stack_file and "secure:" in stack_file  # pinned key, encrypted secrets
     assert "PRIVATE KEY" not in stack_file
+    # The registry login, user name included, is encrypted; the server is in plain text.
+    config = yaml.safe_load(stack_file)["config"]
+    assert "secure" in config["canary:registry_username"] and "secure" in config["canary:registry_password"]
+    assert config["canary:registry_server"] == REGISTRY
     assert "Stack first-run" in subprocess.run(["git", "log", "--oneline"], cwd=project,
                                                capture_output=True, text=True).stdout
     reset_host()
