@@ -131,12 +131,12 @@ class Notifier:
             pass
 
 
-
 def _refused(err: Optional[BaseException]) -> Optional[RefusedAddress]:
-    """Our refusal inside what requests raised (its error wraps urllib3's, which wraps ours)."""
+    """Our refusal inside what requests raised (its error wraps urllib3's, which wraps
+    ours), following only exceptions (an SSL error's `reason` is a string)."""
     for _ in range(10):
-        if err is None or isinstance(err, RefusedAddress):
-            return err
-        inner = err.args[0] if err.args and isinstance(err.args[0], BaseException) else None
-        err = getattr(err, "reason", None) or err.__cause__ or err.__context__ or inner
+        if not isinstance(err, BaseException) or isinstance(err, RefusedAddress):
+            return err if isinstance(err, RefusedAddress) else None
+        wrapped = (getattr(err, "reason", None), err.__cause__, err.__context__, *err.args[:1])
+        err = next((e for e in wrapped if isinstance(e, BaseException)), None)
     return None

@@ -3,6 +3,7 @@ plain text: local receivers on loopback (no host, no CLI)."""
 
 import base64
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -125,3 +126,45 @@ def test_text_from_the_app_cannot_ping_the_channel_or_link(receivers):
     assert "&amp; &lt;@U123&gt;" in text
     assert text.count("&lt;!channel&gt;") == 2  # the message and the analysis line
     assert text.startswith(":rotating_light: *odoo* (prod): rolled back:")  # its own markup stays
+
+
+def _outside_address() -> str:
+    """An address of this machine that is not loopback (the peer check lets it through)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: the route picks the address
+            return s.getsockname()[0]
+        except OSError:
+            return ""
+
+
+def test_an_outside_receiver_is_reached_through_the_checked_connection():
+    address = _outside_address()
+    if not address or local_address_kind(address):
+        pytest.skip("no address of this machine outside loopback")
+    r = Receiver()
+    r.server.server_close()
+    r.server = HTTPServer((address, 0), r.server.RequestHandlerClass)
+    threading.Thread(target=r.server.serve_forever, daemon=True).start()
+    try:
+        assert send(f"http://{address}:{r.server.server_port}/hooks/x", allow_local=False) == []
+        assert len(r.seen) == 1
+        # A TLS failure (here: no TLS at all) is logged by name, never raised from the thread.
+        logs = send(f"https://{address}:{r.server.server_port}/hooks/secret-path-xyz", allow_local=False)
+        assert any("failed (SSLError)" in m or "failed (ConnectionError)" in m for m in logs), logs
+        assert not any("secret-path-xyz" in m for m in logs)
+    finally:
+        r.close()
+
+
+def test_the_refusal_is_found_in_whatever_requests_raised():
+    import ssl
+
+    import requests
+    refusal = notify.RefusedAddress("the webhook's address is a loopback address")
+    wrapped = requests.exceptions.ConnectionError(ValueError("pool"))
+    wrapped.__context__ = refusal
+    assert notify._refused(wrapped) is refusal
+    tls = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    tls.reason = "CERTIFICATE_VERIFY_FAILED"  # a string: not followed
+    assert notify._refused(requests.exceptions.SSLError(tls)) is None
