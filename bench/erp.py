@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.erp import (DB_PORT, ErpDatabase, ErpUsers, all_party_names, ensure_images, erp_deployment)
-from tests.e2e.harness import reset_host, sh, testhost_turn
+from tests.e2e.harness import reset_host, testhost_turn
 
 MARKS = {"backup": "backing up the database", "backed up": "backup: /var/lib/canary/",
          "migrate": "migrating: `", "migrated": " finished in ", "canary": "starting canary container"}

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 from . import config_readers as read
 from .config_readers import FORCE_TOKEN_ALLOWED
-from .config_values import (BACKUP_NAME_RE, BODY_SIZE_RE, HOST_KEY_RE, IMAGE_REF_RE, IMAGE_RE, IPV4_RE, LOG_DIR, NAME_RE, NGINX_DIR, PROBE_URL_RE,
-                            PROMETHEUS_URL_RE,
-                            REGISTRY_RE, REGISTRY_USER_RE, RESTART_POLICIES, ROUTINGS, SERVER_NAME_RE, TAG_RE,
+from .config_values import (BACKUP_NAME_RE, BODY_SIZE_RE, HOST_KEY_RE, IMAGE_RE, IMAGE_REF_RE, IPV4_RE, LOG_DIR,
+                            NAME_RE, NGINX_DIR, PROBE_URL_RE, PROMETHEUS_URL_RE, REGISTRY_RE, REGISTRY_USER_RE,
+                            RESTART_POLICIES, ROUTINGS, SERVER_NAME_RE, TAG_RE,
                             URL_PATH_RE, USER_RE, between, dir_under, duration, is_port, matches,
                             nginx_site, parse_bool, parse_float, parse_int)
 
@@ -216,7 +216,8 @@ FIELDS: tuple[Field, ...] = (
           "`['odoo-canary-data:/var/lib/odoo']`", VOLUMES_ALLOWED, read=read.volumes, structured=True,
           bad=(*HOSTILE, *BAD_MOUNTS)),
     Field("restore_backup", "A backup to restore into `database_url` at the next `pulumi up`, before anything "
-          "else (the schema `public` replaced by the backup's, in one transaction): its file name on the droplet (the end of the `last_backup` output). One-off: done once per name",
+          "else (the schema `public` replaced by the backup's, in one transaction): its file name on the droplet "
+          "(the end of the `last_backup` output). One-off: done once per name",
           "a backup's file name, e.g. odoo-20261208T101500Z-v2.dump (`ls /var/lib/canary/APP/backups`)",
           matches(BACKUP_NAME_RE), bad=(*HOSTILE, "../x.dump", "x.sql")),
     # -- nginx ---------------------------------------------------------------------------------

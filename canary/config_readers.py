@@ -329,7 +329,8 @@ def hosts(r: Reader, f: Field, values: dict) -> tuple[Target, ...]:
         if not USER_RE.fullmatch(user):
             r.problems.append(f"{key}.ssh_user = {user[:60]!r} is not allowed: a Unix user name such as root or deploy")
         if entry.get("ssh_host_key") or entry.get("ssh_host_key_file"):
-            host_key = read_key_text(r, f"{key}.ssh_host_key", entry.get("ssh_host_key"), entry.get("ssh_host_key_file"))
+            host_key = read_key_text(r, f"{key}.ssh_host_key", entry.get("ssh_host_key"),
+                                     entry.get("ssh_host_key_file"))
         else:
             host_key = values["ssh_host_key"]
             if not host_key:

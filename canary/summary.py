@@ -32,7 +32,8 @@ def markdown(out: dict) -> str:
     rows = [("Configured image", out.get("image")), ("Its digest", out.get("image_digest")),
             ("Production", out.get("production_image")), ("Production digest", out.get("production_digest")),
             ("Previous (instant rollback)", out.get("previous_image")),
-            ("Canary", f"{out['canary_image']} at {out.get('canary_weight', 0)} %" if out.get("canary_image") else None),
+            ("Canary", f"{out['canary_image']} at {out.get('canary_weight', 0)} %"
+             if out.get("canary_image") else None),
             ("Failed image", out.get("failed_image")), ("Failure reason", out.get("failure_reason"))]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {_cell(v)} |" for k, v in rows if v not in (None, "")]
     a = out.get("analysis") or {}
@@ -44,8 +45,8 @@ def markdown(out: dict) -> str:
                   f"{a.get('probes', 0) - a.get('probe_failures', 0)}/{a.get('probes', 0)} answered 200 "
                   f"({_pct(a.get('error_rate'))} errors)", "",
                   "| real traffic | requests | 5xx rate | p95 |", "|---|---|---|---|",
-                  f"| canary | {c.get('requests', 0)} | {_pct(c.get('error_rate'))} | {float(c.get('p95') or 0) * 1000:.0f} ms |",
-                  f"| stable | {s.get('requests', 0)} | {_pct(s.get('error_rate'))} | {float(s.get('p95') or 0) * 1000:.0f} ms |"]
+                  *(f"| {name} | {b.get('requests', 0)} | {_pct(b.get('error_rate'))} | "
+                    f"{float(b.get('p95') or 0) * 1000:.0f} ms |" for name, b in (("canary", c), ("stable", s)))]
     if out.get("previous_tag"):
         lines += ["", "Roll back to the previous production in seconds:",
                   f"`pulumi config set image_tag {out['previous_tag']} && pulumi up`"]

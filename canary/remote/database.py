@@ -113,7 +113,9 @@ def restore(host: Host, app: str, url: str, image: str, name: str, timeout: floa
 # $1 the container: its state first (once it has ended, its log is complete), then the
 # last $2 lines of its log and how many lines it has, from one read.
 _FOLLOW = r'''
-echo "canary:state $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}} {{.State.FinishedAt}}' "$1" 2>/dev/null || echo gone 0)"
+state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}} {{.State.FinishedAt}}' "$1" \
+    2>/dev/null) || state="gone 0"
+echo "canary:state $state"
 docker logs "$1" 2>&1 | awk -v most="$2" '{ last[NR % most] = $0 }
     END { for (i = NR - most + 1; i <= NR; i++) if (i > 0) print last[i % most]; print "canary:lines " NR }'
 '''

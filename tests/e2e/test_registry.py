@@ -40,7 +40,8 @@ def config_image(name: str) -> str:
 
 
 def site_state() -> str:
-    return sh("cat /etc/nginx/sites-enabled/odoo.conf; ls -l --time-style=+%s.%N /etc/nginx/sites-enabled /etc/nginx/conf.d")
+    return sh("cat /etc/nginx/sites-enabled/odoo.conf; "
+              "ls -l --time-style=+%s.%N /etc/nginx/sites-enabled /etc/nginx/conf.d")
 
 
 @pytest.fixture

@@ -128,7 +128,8 @@ def test_a_release_proposed_merged_and_deployed_leaves_git_and_the_stack_in_agre
         # The key opens a session, which runs nothing.
         tried = subprocess.run(["ssh", "-i", str(preview_key), "-p", "2222", "-o", "StrictHostKeyChecking=no",
                                 "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                                "root@127.0.0.1", f"touch {tmp_path / 'preview-key-ran'}"], capture_output=True, text=True)
+                                "root@127.0.0.1", f"touch {tmp_path / 'preview-key-ran'}"],
+                               capture_output=True, text=True)
     finally:
         authorized.write_text(original)
     assert changed == {("site", "update")}, changed  # its connection: an update in place, never a replacement

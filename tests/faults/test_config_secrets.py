@@ -449,7 +449,7 @@ def test_policy_refuses_every_unreviewed_or_unanalysed_path_to_100_and_plain_cre
         (("canary_steps", "[10, 50]"),): "",
     }
     results = {}
-    for config, policy in cases.items():
+    for config in cases:
         d.set(**dict(config))
         results[config] = _policy(d)
         d.stack.remove_all_config([f"canary:{k}" for k, _ in config])
@@ -465,7 +465,8 @@ def test_policy_refuses_every_unreviewed_or_unanalysed_path_to_100_and_plain_cre
     print({"wrong": wrong})
     record("policy: every path to 100 % analysed and reviewed, credentials secret on production",
            {f"each step list refused by its rule or passed as it should ({len(wrong)} of {len(cases)} not)": not wrong,
-            "[60, 100] refused naming the 60 % step": "a canary step of 60 %" in results[(("canary_steps", "[60, 100]"),)],
+            "[60, 100] refused naming the 60 % step":
+                "a canary step of 60 %" in results[(("canary_steps", "[60, 100]"),)],
             "a plain registry_username refused by credentials-are-secrets":
             "credentials-are-secrets" in plain_login and "canary:registry_username" in plain_login,
             "a secret registry_username passes": secret_login == "",

@@ -1,15 +1,18 @@
-"""The GitHub workflows (actionlint, which runs shellcheck on their `run:` steps) and the
-project's shell scripts (shellcheck)."""
+"""The GitHub workflows (actionlint, which runs shellcheck on their `run:` steps), the
+project's shell scripts (shellcheck) and its Python (ruff, configured in pyproject.toml)."""
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.harness import ROOT
 
 SCRIPTS = ["scripts/setup", "scripts/test", "scripts/demo", "scripts/bench", "scripts/env", "scripts/faults",
-           "testhost/testhost.sh", "testhost/fleet.sh", "testhost/sshd.sh", ".ci/run"]
+           "testhost/testhost.sh", "testhost/fleet.sh", "testhost/sshd.sh", "testhost/erp.sh",
+           "testhost/registry.sh", ".ci/run"]
 
 
 def run(*argv):
@@ -25,4 +28,10 @@ def test_workflow_passes_actionlint(workflow):
 
 def test_shell_scripts_pass_shellcheck():
     r = run("shellcheck", "-x", *SCRIPTS)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_python_passes_ruff():
+    ruff = Path(sys.executable).with_name("ruff")  # the dev group's, in the project's venv
+    r = run(str(ruff), "check", "--no-cache", ".")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -6,7 +6,6 @@ not own is stopped."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
@@ -348,7 +347,8 @@ def test_refresh_finds_a_held_canary_removed_by_hand():
     r.h.containers.pop("odoo-canary")
     r.h.split = None
     out = r.refresh("v2")
-    assert (out["phase"], out["canary_image"], out["message"]) == ("aborted", "", "the canary was removed outside Pulumi")
+    assert (out["phase"], out["canary_image"], out["message"]) == \
+        ("aborted", "", "the canary was removed outside Pulumi")
 
 
 def test_refresh_finds_a_canary_the_stack_did_not_record():

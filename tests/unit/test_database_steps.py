@@ -63,7 +63,8 @@ def test_a_failed_migration_names_the_end_of_its_log():
     host = OneOffHost([("running 0", 3), ("exited 1", 70)])
     with pytest.raises(DeployError) as err:
         database.run_once(host, SPEC, ("erp-migrate",), 60, lambda m: None, sleep=lambda s: None)
-    assert "failed (exit 1)" in str(err.value) and str(err.value).endswith("line 66 | line 67 | line 68 | line 69 | line 70")
+    assert "failed (exit 1)" in str(err.value)
+    assert str(err.value).endswith("line 66 | line 67 | line 68 | line 69 | line 70")
 
 
 def test_a_migration_past_its_timeout_is_stopped():

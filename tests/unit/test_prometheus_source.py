@@ -202,7 +202,8 @@ def test_metrics_are_read_into_the_spec_and_back():
     s = load([{"name": "up", "query": 'up{job="$app"}', "min": 1},
               {"name": "load", "query": "node_load1", "max": "4", "min": 0}],
              prometheus_url="http://10.0.0.7:9090")
-    assert s.prometheus_metrics == (PromMetric("up", 'up{job="$app"}', min=1.0), PromMetric("load", "node_load1", 4.0, 0.0))
+    assert s.prometheus_metrics == (PromMetric("up", 'up{job="$app"}', min=1.0),
+                                    PromMetric("load", "node_load1", 4.0, 0.0))
     spec = ReleaseSpec.from_settings(s)
     assert spec.analysis.prometheus_url == "http://10.0.0.7:9090"
     assert ReleaseSpec.from_inputs(spec.to_inputs()) == spec  # through the engine and back

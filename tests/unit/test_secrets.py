@@ -3,8 +3,6 @@
 import json
 from dataclasses import replace
 
-import pulumi
-import pytest
 
 from canary.config import load
 from canary.redact import MASK, Redactor, RedactingNotifier
@@ -116,7 +114,7 @@ def test_public_spec_holds_no_env_and_no_metric_command():
 from tests.unit.test_program import BASE as PROGRAM_BASE, run_program  # noqa: E402,F401
 
 
-def test_metric_command_is_a_release_input_of_its_own(run_program):
+def test_metric_command_is_a_release_input_of_its_own(run_program):  # noqa: F811  (the fixture)
     # (the mocks keep config set by earlier tests: set what matters)
     mocks = run_program({**PROGRAM_BASE, "metric_command": "psql -W pw-1234", "metric_max": "80",
                          "canary_percentage": "10", "canary_steps": ""})
