@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 
 _registered = False
@@ -62,9 +63,15 @@ def provider() -> None:
 def program() -> None:
     """In the program's process: leaves quickly only when the language host's runner
     says the program succeeded (its `exit_code`, 0); any other exit goes the usual way,
-    so a failed program's status is never changed."""
+    so a failed program's status is never changed.
+
+    And quietly when interrupted: once an update failed (a rolled-back release, say) the
+    language host stops the program with SIGINT, which Python turned into a 40-line
+    KeyboardInterrupt traceback under the Stack, below the reason. The program has
+    nothing of its own to clean up (the providers do the work), so it leaves at once."""
     def leave() -> None:
         if getattr(sys.modules.get("__main__"), "exit_code", None) == 0:
             _leave(0)
     if in_program_process():
         _register(leave)
+        signal.signal(signal.SIGINT, lambda signum, frame: _leave(1))

@@ -68,3 +68,24 @@ def test_any_other_process_keeps_its_exit():
     quick_exit.program()
     quick_exit.provider()
     assert not quick_exit._registered
+
+
+# The runner stopped by the language host once the update failed: SIGINT mid-program.
+INTERRUPTED = textwrap.dedent('''
+    import asyncio, os, signal, sys
+    from canary import quick_exit
+    quick_exit.program()
+    async def program():
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(5)
+    asyncio.new_event_loop().run_until_complete(program())
+''')
+
+
+def test_an_interrupted_program_leaves_without_a_traceback(tmp_path):
+    runner = tmp_path / "pulumi-language-python-exec"
+    runner.write_text(INTERRUPTED)
+    done = _run([str(runner)])
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+    plain = _run(["-c", INTERRUPTED])  # any other process keeps Python's KeyboardInterrupt
+    assert "KeyboardInterrupt" in plain.stderr
