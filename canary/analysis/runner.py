@@ -72,8 +72,7 @@ def analyse(sources: Sequence[Source], a: AnalysisSpec, image: str, weight: int,
 
 
 def progress(i: int, n: int, sources: Sequence[Source], e: Evidence, threshold: float, v: Verdict) -> str:
-    last = next((getattr(s, "last", "") for s in sources if getattr(s, "last", "")), "-")
-    line = (f"check {i}/{n}: health {last}, {e.probes - e.probe_failures}/{e.probes} ok, "
+    line = (f"check {i}/{n}: health {e.last_probe or '-'}, {e.probes - e.probe_failures}/{e.probes} ok, "
             f"error rate {e.probe_error_rate:.1f}% (threshold {threshold:g}%) | traffic: canary "
             f"{e.canary.requests} req {e.canary.error_rate:.1f}% 5xx p95 {e.canary.p(95) * 1000:.0f}ms, "
             f"stable {e.stable.requests} req {e.stable.error_rate:.1f}% 5xx p95 {e.stable.p(95) * 1000:.0f}ms")

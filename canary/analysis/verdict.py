@@ -95,6 +95,7 @@ class Evidence:
     probe_failures: int = 0
     consecutive_failures: int = 0
     probe_latencies: list[float] = field(default_factory=list)
+    last_probe: str = ""  # what the canary's last health probe got (a status, an error's name)
     stable_probe_latencies: list[float] = field(default_factory=list)  # baseline
     canary: Backend = field(default_factory=Backend)
     stable: Backend = field(default_factory=Backend)

@@ -26,7 +26,7 @@ class Probes(Source):
     name = "probes"
 
     def __init__(self, per_check, fail_from=None):
-        self.per_check, self.fail_from, self.events, self.last = per_check, fail_from, [], ""
+        self.per_check, self.fail_from, self.events = per_check, fail_from, []
 
     def __enter__(self):
         self.events.append("open")
@@ -39,8 +39,8 @@ class Probes(Source):
         for j in range(self.per_check):
             check.wait_until(check.start + j * check.interval / self.per_check)
             ok = self.fail_from is None or check.index < self.fail_from
-            self.last = "200" if ok else "500"
             evidence.add_probe(ok, 0.01)
+            evidence.last_probe = "200" if ok else "500"
             self.events.append((check.index, j, round(check.clock(), 2)))
 
 

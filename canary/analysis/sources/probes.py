@@ -51,7 +51,6 @@ class HealthProbes(Source):
         self.canary_port, self.stable_port, self.probe_url = canary_port, stable_port, probe_url
         self.per_check, self.timeout = probes_per_check, timeout
         self.max_consecutive = max_consecutive_failures
-        self.last = ""
         self._stack = ExitStack()
 
     def __enter__(self) -> "HealthProbes":
@@ -74,11 +73,12 @@ class HealthProbes(Source):
         for j in range(self.per_check):
             check.wait_until(check.start + j * spacing)
             connects = self.host.connects
-            ok, seconds, self.last = probe(self.session, self.url, self.timeout)
+            ok, seconds, last = probe(self.session, self.url, self.timeout)
             if not ok and not self.probe_url and _tunnel_broke(self.host, connects):
                 # Our SSH connection failed, not the canary: no evidence either way.
-                self.log(f"probe lost: the SSH connection to the host dropped ({self.last}); reconnected")
+                self.log(f"probe lost: the SSH connection to the host dropped ({last}); reconnected")
                 continue
+            evidence.last_probe = last
             evidence.add_probe(ok, seconds)
             if evidence.consecutive_failures >= self.max_consecutive:
                 break
