@@ -98,7 +98,8 @@ def site_config(s: Settings) -> str:
     return _templates().get_template("site.conf.j2").render(
         **SplitSpec.from_settings(s).values(), listen_port=s.listen_port,
         server_name=s.server_name, access_log=s.access_log, max_body_size=s.max_body_size,
-        proxy_timeout=f"{s.proxy_timeout:g}s", websocket_paths=s.websocket_paths)
+        proxy_timeout=f"{s.proxy_timeout:g}s", websocket_paths=s.websocket_paths,
+        kept=f"{STATE_DIR}/{s.container_name}/site.kept*.conf")  # a pattern: none matched is fine
 
 
 # Stands for canary:force_token wherever the split file is shown rather than installed
@@ -142,7 +143,7 @@ def _script(name: str, s: Settings, **values: str) -> str:
     return _templates().get_template(name).render(
         app=s.container_name, state_dir=STATE_DIR, lock_file=shlex.quote(lock_file(s.container_name)),
         backup_dir=shlex.quote(f"{STATE_DIR}/{s.container_name}"),
-        lock_wait=LOCK_WAIT_SECONDS, site_path=shlex.quote(s.site_path),
+        lock_wait=LOCK_WAIT_SECONDS, site_path=shlex.quote(s.site_path), listen_port=s.listen_port,
         split_path=shlex.quote(s.split_path), stack=shlex.quote(s.stack), **quoted)
 
 

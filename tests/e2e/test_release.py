@@ -131,6 +131,35 @@ def test_adopts_the_guides_hand_started_container_and_site(deployment):
     assert d.outputs()["previous_image"] == "canary-demo:v1", "the adopted image is the way back"
 
 
+def test_an_adopted_sites_tls_and_settings_are_kept(deployment, tmp_path):
+    """The guide's droplet serves its ERP over TLS (certbot's lines): adopting its site keeps
+    them, with its compression; its body size is the config's now, and the run says so."""
+    d = deployment
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    sh(f"openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=erp.example.com -keyout {key} -out {cert} "
+       "2>/dev/null")
+    sh("docker run -d --name odoo --restart unless-stopped -p 127.0.0.1:8069:8069 canary-demo:v1")
+    sh("cat > /etc/nginx/sites-enabled/odoo <<'EOF'\n"
+       "server {\n    listen 8088;\n    listen 8443 ssl; # managed by Certbot\n"
+       f"    ssl_certificate {cert};\n    ssl_certificate_key {key};\n"
+       "    gzip on;\n    client_max_body_size 50m;\n"
+       "    location / { proxy_pass http://localhost:8069; }\n}\nEOF\n"
+       "nginx -s reload")
+    assert "canary-demo v1" in sh("curl -sk https://127.0.0.1:8443/")
+    d.set(nginx_site="/etc/nginx/sites-enabled/odoo", adopt="true")
+    d.up()
+    site = open("/etc/nginx/sites-enabled/odoo").read()
+    assert "Managed by the canary Pulumi program" in site and "client_max_body_size 200m;" in site
+    assert "kept 4 settings of the adopted site" in "\n".join(d.log)
+    assert "client_max_body_size 50m" in "\n".join(d.log)  # said: the config sets it now
+    # TLS still answers, through this program's site (its header says which backend).
+    answer = sh("curl -sk -D - https://127.0.0.1:8443/")
+    assert "X-Canary-Backend: localhost:8069" in answer and "canary-demo v1" in answer
+    d.destroy()  # the adopted site comes back as it was
+    assert "client_max_body_size 50m;" in open("/etc/nginx/sites-enabled/odoo").read()
+    assert not sh("ls /var/lib/canary/odoo/site.kept.conf 2>/dev/null || true").strip()
+
+
 def test_hold_then_more_traffic_then_manual_promotion(deployment):
     d = deployment
     d.up()

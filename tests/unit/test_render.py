@@ -373,3 +373,31 @@ def test_only_pins_nginx_issued_keep_a_client_on_the_canary(site):
     assert canary.startswith("canary_odoo=canary.") and stable.startswith("canary_odoo=stable.")
     assert served(port, 50, cookie=canary)[0] == {"canary": 50}
     assert served(port, 50, cookie=stable)[0] == {"stable": 50}
+
+
+def test_the_site_includes_what_an_adopted_site_kept_and_the_script_extracts_it(tmp_path):
+    import subprocess
+
+    from canary.config import load
+    from canary.render import site_apply_script, site_config
+    base = {"image": "odoo", "image_tag": "v1", "host": "10.0.0.5", "ssh_private_key": "-----BEGIN OPENSSH "
+            "PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+            "ssh_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIItacbEdtqXT2Ea9U7i3NjqphXIndLeHps5lhqc6CTA1"}
+    s = load(base.get, "t")
+    # A pattern: with no file (no adopted site) nginx includes nothing.
+    assert "include /var/lib/canary/odoo/site.kept*.conf;" in site_config(s)
+    script = site_apply_script(s)
+    awk = script[script.index("awk -v"):script.index(" /var/lib/canary/odoo/site.pre-canary >")]
+    adopted = tmp_path / "site"
+    adopted.write_text("server {\n  listen 80;\n  return 301 https://$host$request_uri;\n}\n"
+                       "server {\n  listen 443 ssl http2; # managed by Certbot\n"
+                       "  ssl_certificate /etc/letsencrypt/live/erp/fullchain.pem;\n"
+                       "  include /etc/letsencrypt/options-ssl-nginx.conf;\n  include /etc/nginx/other.conf;\n"
+                       "  client_max_body_size 100m;\n  gzip on;\n"
+                       "  location / { proxy_pass http://127.0.0.1:8069; gzip_types text/css; }\n"
+                       "  location /x {\n    ssl_verify_depth 2;\n  }\n}\n")
+    kept = subprocess.run(["sh", "-c", f"{awk} {adopted}"], capture_output=True, text=True, check=True).stdout
+    assert kept.splitlines() == [
+        "    listen 443 ssl http2;", "    ssl_certificate /etc/letsencrypt/live/erp/fullchain.pem;",
+        "    include /etc/letsencrypt/options-ssl-nginx.conf;", "    gzip on;",
+        "# not kept, the config sets them: client_max_body_size 100m;"]
