@@ -28,16 +28,20 @@ from .ssh import OPEN_TIMEOUT, Host
 
 # $1 lock file, $2 holder line, $3 seconds to wait for the lock, $4 seconds without a
 # heartbeat after which the lock is released. bash: `read -t`. Taking a free lock forks
-# flock alone (builtins for the rest): on a busy droplet every fork costs.
+# flock alone (builtins for the rest): on a busy droplet every fork costs. A busy lock
+# is said at once (WAITING: who holds it, since when), then waited for.
 _HOLD = r'''
 [ -d "${1%/*}" ] || mkdir -p "${1%/*}"
 exec 9>>"$1"
-if ! flock -w "$3" 9; then
+held() {
     now=$(date +%s)
     since=$(stat -c %Y "$1.holder" 2>/dev/null || echo "$now")
     beat=$(stat -c %Y "$1.beat" 2>/dev/null || echo "$since")
-    echo "BUSY $((now - since)) $((now - beat)) $(head -c 300 "$1.holder" 2>/dev/null)"
-    exit 75
+    echo "$2 $((now - since)) $((now - beat)) $(head -c 300 "$1.holder" 2>/dev/null)"
+}
+if ! flock -n 9; then
+    held "$1" WAITING
+    flock -w "$3" 9 || { held "$1" BUSY; exit 75; }
 fi
 prev=
 IFS= read -r prev 2>/dev/null <"$1.holder"
@@ -64,6 +68,18 @@ def busy_message(path: str, line: str, waited: float) -> str:
         return (f"another deployment holds the host lock {path} (holder: {holder or 'unknown'}; "
                 f"held for {parts[1]}s, last heartbeat {parts[2]}s ago); waited {waited:g}s")
     return f"could not take the host lock {path}: {line or 'no answer'}"
+
+
+def waiting_message(path: str, buf: bytes, wait: float) -> Optional[str]:
+    """What a deployer says while it waits, from the holder script's `WAITING <held s>
+    <beat s> <holder>` line (None before it came)."""
+    for raw in buf.split(b"\n")[:-1]:
+        parts = raw.decode(errors="replace").strip().split(" ", 3)
+        if len(parts) >= 3 and parts[0] == "WAITING" and parts[1].isdigit() and parts[2].isdigit():
+            holder = parts[3].strip() if len(parts) == 4 else "unknown"
+            return (f"waiting up to {wait:g}s for the host lock {path}: held by {holder} for {parts[1]}s "
+                    f"(last heartbeat {parts[2]}s ago)")
+    return None
 
 
 def answer_line(buf: bytes) -> Optional[str]:
@@ -96,8 +112,12 @@ class HostLock:
         chan = self.host.open_session(["bash", "--norc", "--noprofile", "-c", _HOLD, "bash", self.path,
                                        self.holder, str(int(wait)), str(self.expire)], client=client)
         buf = b""
+        said = False
         deadline = time.monotonic() + wait + 30
         while answer_line(buf) is None and (left := deadline - time.monotonic()) > 0:
+            if not said and (waiting := waiting_message(self.path, buf, wait)):
+                self.host.log(waiting)  # a deployer never waits silently
+                said = True
             chan.settimeout(left)
             try:
                 data = chan.recv(4096)

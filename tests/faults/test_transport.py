@@ -362,7 +362,8 @@ def test_lock_taken_by_another_deployer_meanwhile_stops_the_run():
 
 # -- 4. a stale lock expires and says whose it was ---------------------------------------------
 def test_stale_lock_expires_and_names_its_holder():
-    a, b = host(), host()
+    b_said: list[str] = []
+    a, b = host(), host(b_said)
     try:
         held = HostLock(a, LOCK, "deployer A", wait_seconds=2, heartbeat_seconds=1, expire_seconds=3)
         with held:
@@ -388,6 +389,8 @@ def test_stale_lock_expires_and_names_its_holder():
             "B's refusal names deployer A": "deployer A" in text,
             "B's refusal says how long it was held": "held for" in text,
             "B's refusal gives the last heartbeat": "last heartbeat" in text,
+            "B said at once whose lock it waited for": any(
+                m.startswith("waiting up to") and "deployer A" in m for m in b_said),
             "without heartbeats B gets it within 10 s": expired_after < 10})
 
 

@@ -167,3 +167,13 @@ def test_a_refused_forward_is_not_logged_once_per_probe(caplog):
         log.error("Secsh channel 7 open FAILED: Connection refused: Connect failed")
         log.error("Exception (client): Error reading SSH protocol banner")
     assert [r.getMessage() for r in caplog.records] == ["Exception (client): Error reading SSH protocol banner"]
+
+
+def test_a_deployer_says_whose_lock_it_waits_for():
+    from canary.remote.lock import waiting_message
+    buf = b"motd\nWAITING 125 3 stack prod (ci@runner) since 10:00:00 [ab12cd34]\n"
+    m = waiting_message("/var/lib/canary/odoo.lock", buf, 60)
+    assert m == ("waiting up to 60s for the host lock /var/lib/canary/odoo.lock: held by stack prod (ci@runner) "
+                 "since 10:00:00 [ab12cd34] for 125s (last heartbeat 3s ago)")
+    assert waiting_message("/l", b"WAITING 1 1 x", 5) is None  # not a whole line yet
+    assert waiting_message("/l", b"LOCKED\n", 5) is None
