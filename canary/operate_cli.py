@@ -70,7 +70,7 @@ class Droplet:
         return (entry if isinstance(entry, dict) else {}), progress
 
     def ask(self, request: operate.Request) -> None:
-        self.host.write_file(f"{self.dir}/request.json", request.to_json(), 0o644)
+        self.host.write_file(f"{self.dir}/request.json", request.to_json(), 0o600)
 
 
 def describe(d: Droplet, journal: dict, p: Optional[dict]) -> str:

@@ -131,7 +131,7 @@ class HostConsole:
         if text is None:
             self.host.run(["rm", "-f", f"{self.dir}/progress.json"], check=False)
         else:  # (the journal made the directory before the analysis began)
-            self.host.write_file(f"{self.dir}/progress.json", text, 0o644)
+            self.host.write_file(f"{self.dir}/progress.json", text, 0o600)
 
     def request(self) -> Optional[str]:
         return self.host.read_file(f"{self.dir}/request.json")
