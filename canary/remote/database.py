@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 from ..errors import DeployError
 from ..spec import ContainerSpec
 from . import STATE_DIR
-from .docker import run_argv
+from .docker import run_argv, write_env_file
 from .ssh import Host
 
 POLL = 0.25  # s between looks at a running migration (its end is seen within that)
@@ -69,7 +69,7 @@ def backup(host: Host, app: str, url: str, image: str, name: str, keep: int, tim
     backups = f"{app_dir}/backups"
     env_file = f"{app_dir}/backup.env"
     host.run(["install", "-d", "-m", "700", app_dir, backups])
-    host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in pg_env(url).items()), mode=0o600)
+    write_env_file(host, env_file, pg_env(url))
     status, out, err = host.run(["sh", "-c", _BACKUP, "sh", backups, name, env_file, image, f"{app}-backup",
                                  str(keep)], check=False, timeout=timeout)
     if status != 0:
@@ -101,8 +101,7 @@ def restore(host: Host, app: str, url: str, image: str, name: str, timeout: floa
     transaction."""
     app_dir = f"{STATE_DIR}/{app}"
     env_file = f"{app_dir}/backup.env"
-    env = pg_env(url)
-    host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in env.items()), mode=0o600)
+    write_env_file(host, env_file, pg_env(url))
     status, out, err = host.run(["sh", "-c", _RESTORE, "sh", f"{app_dir}/backups", name, env_file, image,
                                  f"{app}-restore"], check=False, timeout=timeout)
     if status != 0:
@@ -155,7 +154,7 @@ def run_once(host: Host, spec: ContainerSpec, command: Sequence[str], timeout: f
     app_dir = f"{STATE_DIR}/{spec.labels.get('canary.app', name)}"
     env_file = f"{app_dir}/{name}.env"
     host.run(["install", "-d", "-m", "700", app_dir])
-    host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in sorted(spec.env.items())), mode=0o600)
+    write_env_file(host, env_file, spec.env)
     argv = _one_off(run_argv(spec, env_file)) + list(command)
     status, out, err = host.run(argv, check=False)
     if status != 0:

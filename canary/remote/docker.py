@@ -92,12 +92,17 @@ def image_exists(host: Host, image: str) -> bool:
     return status == 0
 
 
+def write_env_file(host: Host, path: str, env: dict) -> None:
+    """Docker's --env-file, over SFTP with mode 600: values never on a command line."""
+    host.write_file(path, "".join(f"{k}={v}\n" for k, v in sorted(env.items())), mode=0o600)
+
+
 def run(host: Host, spec: ContainerSpec) -> Container:
     app_dir = f"{STATE_DIR}/{spec.labels.get('canary.app', spec.name)}"
     env_file = f"{app_dir}/{spec.name}.env"
     # 700 even when the directory already existed (mkdir -p -m leaves its mode alone).
     host.run(["install", "-d", "-m", "700", app_dir])
-    host.write_file(env_file, "".join(f"{k}={v}\n" for k, v in sorted(spec.env.items())), mode=0o600)
+    write_env_file(host, env_file, spec.env)
     # One round trip: the run, then the inspection of what it started.
     argv = run_argv(spec, env_file)
     status, out, err = host.run(["sh", "-c", _RUN_AND_INSPECT, "sh", *argv], check=False)

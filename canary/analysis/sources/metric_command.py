@@ -48,6 +48,3 @@ class HostMetric(Source):
         evidence.measure(Measurement(self.name, value, max=self.limit,
                                      note="" if value is not None else
                                      "the command failed, timed out or printed something else"))
-
-    def note(self) -> str:
-        return ""
