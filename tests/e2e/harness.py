@@ -256,6 +256,14 @@ class Deployment:
     def preview(self, **kw) -> auto.PreviewResult:
         return self.stack.preview(on_output=self._out, **kw)
 
+    def preview_error(self, **kw) -> str:
+        """A quiet preview's error text ("" when it passes): what a bad input is refused with."""
+        try:
+            self.stack.preview(**kw)
+            return ""
+        except auto.CommandError as err:
+            return str(err)
+
     def refresh(self, **kw) -> auto.RefreshResult:
         # --run-program: the stack outputs are refreshed too, not only the resources.
         return self.stack.refresh(on_output=self._out, run_program=True, **kw)

@@ -57,11 +57,7 @@ def test_paths_and_host_mounts_are_refused_at_preview(tmp_path):
             d.stack.set_all_config({**base, f"canary:{key}": auto.ConfigValue(
                 value=json.dumps(value) if isinstance(value, list) else value)})
             before = ssh_commands()
-            try:
-                d.stack.preview()
-                message = ""
-            except auto.CommandError as err:
-                message = str(err)
+            message = d.preview_error()
             d.stack.remove_config(f"canary:{key}")
             tried += 1
             hint = {"volumes": "canary:allow_host_mounts", "canary_volumes": "canary:host_mount_prefixes",
@@ -139,11 +135,7 @@ def test_the_registry_login_never_follows_the_image(tmp_path):
         for image in (f"{decoy.address}/canary-demo", "registry.example.net/team/canary-demo", "canary-demo"):
             d.set(image=image)
             tried += 1
-            try:
-                d.stack.preview()
-                message = ""
-            except auto.CommandError as err:
-                message = str(err)
+            message = d.preview_error()
             if (names_key(message, "image") and f"canary:registry_server '{REGISTRY}'" in message
                     and "canary:registry_username" in message and password not in message):
                 rejected += 1
@@ -153,11 +145,7 @@ def test_the_registry_login_never_follows_the_image(tmp_path):
         d.set(image=REGISTRY_CONFIG["image"])
         d.stack.remove_config("canary:registry_server")
         tried += 1
-        try:
-            d.stack.preview()
-            message = ""
-        except auto.CommandError as err:
-            message = str(err)
+        message = d.preview_error()
         if names_key(message, "registry_server") and "is required with a registry login" in message:
             rejected += 1
         login_untouched = decoy.connections == [] and ssh_commands() == before
@@ -426,11 +414,7 @@ def test_policy_refuses_promotion_without_analysis_on_production(tmp_path):
 
 def _policy(d: Deployment) -> str:
     """The policy pack's verdict on a preview: "" when it passes, else the error."""
-    try:
-        d.stack.preview(policy_packs=[str(ROOT / "policy")])
-        return ""
-    except auto.CommandError as err:
-        return str(err)
+    return d.preview_error(policy_packs=[str(ROOT / "policy")])
 
 
 def test_policy_refuses_every_unreviewed_or_unanalysed_path_to_100_and_plain_credentials(tmp_path):
